@@ -1,0 +1,383 @@
+"""config.toml + environment secrets -> one frozen :class:`Settings`, validated once.
+
+Every section is a frozen dataclass; its fields (names, types, defaults) *are* the
+schema, so the validator below is generic: unknown keys, missing keys and wrong types
+are reported as ``ConfigError("section.key: what is wrong")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEMPLATES_DIR = PACKAGE_ROOT / "templates" / "replies"
+CONFIG_ENV = "INQUIRY_BOT_CONFIG"
+SECURITY_MODES = ("tls", "starttls", "none")
+CATEGORIES = ("question", "complaint", "disclosure", "correction", "deletion")
+_DURATION = re.compile(r"^\s*(\d+)\s+(business|calendar)\s+days?\s*$")
+
+
+@dataclass(frozen=True)
+class BotSection:
+    address: str
+    display_name: str = "Cijidas"
+    ticket_prefix: str = "CJD"
+    timezone: str = "Asia/Tokyo"
+    default_language: str = "en"
+    templates_dir: str = ""
+    company_name: str = "Cijidas LLC"
+    policy_url: str = "https://cijidas.jp/privacy"
+    complaints_owner: str = "Personal Information Protection Manager"
+    heartbeat_file: str = ""
+
+
+@dataclass(frozen=True)
+class MailboxSection:
+    host: str
+    username: str
+    port: int = 993
+    security: str = "tls"
+    password_env: str = "INQUIRY_BOT_IMAP_PASSWORD"
+    password: str = ""
+    folder: str = "INBOX"
+    idle: bool = True
+    poll_seconds: int = 60
+    batch_size: int = 50
+    quarantine_folder: str = ""
+    verify_tls: bool = True
+    ca_file: str = ""
+    timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class SmtpSection:
+    host: str
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password_env: str = "INQUIRY_BOT_SMTP_PASSWORD"
+    password: str = ""
+    verify_tls: bool = True
+    ca_file: str = ""
+    timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    database: str = "state/tickets.db"
+
+
+@dataclass(frozen=True)
+class StaffSection:
+    addresses: list[str] = field(default_factory=list)
+    notify: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EscalationSection:
+    to: list[str] = field(default_factory=list)
+    check_minutes: int = 5
+    digest_time: str = "09:00"
+    level3_after_days: int = 7
+    notify_on_complaint: bool = False
+    business_hours_only: bool = True
+
+
+@dataclass(frozen=True)
+class TriageSection:
+    review_threshold: float = 0.55
+    language_threshold: float = 0.7
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    auto_replies_per_hour: int = 5
+    auto_replies_per_ticket_per_day: int = 5
+    max_message_bytes: int = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SlaSection:
+    """Per category: ``"N business days"`` or ``"N calendar days"``."""
+
+    pause_while_waiting: bool = False
+    business_hours: str = "09:00-18:00"
+    closures: list[str] = field(default_factory=lambda: ["12-29..01-03"])
+    question: list[str] = field(
+        default_factory=lambda: ["5 business days", "3 business days", "10 calendar days"])
+    complaint: list[str] = field(
+        default_factory=lambda: ["2 business days", "1 business day", "10 calendar days"])
+    disclosure: list[str] = field(
+        default_factory=lambda: ["10 calendar days", "7 calendar days", "14 calendar days"])
+    correction: list[str] = field(
+        default_factory=lambda: ["10 calendar days", "7 calendar days", "14 calendar days"])
+    deletion: list[str] = field(
+        default_factory=lambda: ["10 calendar days", "5 calendar days", "14 calendar days"])
+
+
+@dataclass(frozen=True)
+class VerificationSection:
+    code_ttl_days: int = 7
+    max_attempts: int = 5
+    reminder_after_days: int = 3
+
+
+@dataclass(frozen=True)
+class DisclosureSection:
+    fee: str = "1,000 JPY"
+    payment_instructions: str = "We will send payment instructions after verifying your identity."
+
+
+@dataclass(frozen=True)
+class TicketsSection:
+    reopen_days: int = 30
+
+
+@dataclass(frozen=True)
+class AdminSection:
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
+class RetentionSection:
+    days_after_close: int = 365
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole validated configuration plus resolved secrets and paths."""
+
+    bot: BotSection
+    mailbox: MailboxSection
+    smtp: SmtpSection
+    storage: StorageSection = field(default_factory=StorageSection)
+    staff: StaffSection = field(default_factory=StaffSection)
+    escalation: EscalationSection = field(default_factory=EscalationSection)
+    triage: TriageSection = field(default_factory=TriageSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    sla: SlaSection = field(default_factory=SlaSection)
+    verification: VerificationSection = field(default_factory=VerificationSection)
+    disclosure: DisclosureSection = field(default_factory=DisclosureSection)
+    tickets: TicketsSection = field(default_factory=TicketsSection)
+    admin: AdminSection = field(default_factory=AdminSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
+    # Resolved at load time, not config keys:
+    config_path: Path = Path("config.toml")
+    database_path: Path = Path("state/tickets.db")
+    templates_path: Path = DEFAULT_TEMPLATES_DIR
+    imap_password: str = field(default="", repr=False)
+    smtp_password: str = field(default="", repr=False)
+
+    @property
+    def bot_domain(self) -> str:
+        return self.bot.address.rpartition("@")[2]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.bot.timezone)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name.islower()
+             and f.name not in {"config_path", "database_path", "templates_path",
+                                "imap_password", "smtp_password"}}
+
+
+def resolve_config_path(explicit: str | None) -> Path:
+    """``--config``, else ``$INQUIRY_BOT_CONFIG``, else ``./config.toml``."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or "config.toml")
+
+
+def load_settings(path: Path, environ: typing.Mapping[str, str] | None = None,
+                  require_secrets: bool = True) -> Settings:
+    """Read, validate and resolve ``path``; raise :class:`ConfigError` naming the key."""
+    environ = os.environ if environ is None else environ
+    data = _read_toml(path)
+    return settings_from_dict(data, path, environ, require_secrets)
+
+
+def settings_from_dict(data: dict[str, Any], path: Path, environ: typing.Mapping[str, str],
+                       require_secrets: bool = True) -> Settings:
+    """Validate a parsed TOML document (see :func:`load_settings`)."""
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(_SECTIONS)})")
+    sections = {name: _build_section(name, _section_class(name), data.get(name, {}))
+                for name in _SECTIONS}
+    base = path.resolve().parent
+    settings = Settings(**sections, config_path=path.resolve(),
+                        database_path=_relative_to(base, sections["storage"].database),
+                        templates_path=(_relative_to(base, sections["bot"].templates_dir)
+                                        if sections["bot"].templates_dir
+                                        else DEFAULT_TEMPLATES_DIR))
+    _check_values(settings)
+    return dataclasses.replace(
+        settings,
+        imap_password=_secret("mailbox", settings.mailbox.password,
+                              settings.mailbox.password_env, environ, require_secrets),
+        smtp_password=_secret("smtp", settings.smtp.password, settings.smtp.password_env,
+                              environ, require_secrets and bool(settings.smtp.username)),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file unreadable: {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _section_class(name: str) -> type:
+    hints = typing.get_type_hints(Settings)
+    return hints[name]
+
+
+def _build_section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: must be a table ([{name}])")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown key")
+    values = {}
+    for key, fld in fields.items():
+        if key not in raw:
+            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{name}.{key}: missing (required)")
+            continue
+        values[key] = _checked(f"{name}.{key}", raw[key], hints[key])
+    return cls(**values)
+
+
+def _checked(key: str, value: Any, expected: Any) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item_type,) = typing.get_args(expected)
+        if not isinstance(value, list) or not all(_is(v, item_type) for v in value):
+            raise ConfigError(f"{key}: must be a list of {item_type.__name__}")
+        return list(value)
+    if origin in (typing.Union, types.UnionType):
+        expected = next(t for t in typing.get_args(expected) if t is not type(None))
+    if not _is(value, expected):
+        raise ConfigError(f"{key}: must be {expected.__name__}, got {type(value).__name__} "
+                          f"{value!r}")
+    return float(value) if expected is float else value
+
+
+def _is(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _check_values(s: Settings) -> None:
+    """Semantic checks that types alone cannot express."""
+    _require_address("bot.address", s.bot.address)
+    for section in ("mailbox", "smtp"):
+        sec = getattr(s, section)
+        if not 1 <= sec.port <= 65535:
+            raise ConfigError(f"{section}.port: must be 1-65535, got {sec.port}")
+        if sec.security not in SECURITY_MODES:
+            raise ConfigError(f"{section}.security: must be one of {', '.join(SECURITY_MODES)}, "
+                              f"got {sec.security!r}")
+        if not sec.host:
+            raise ConfigError(f"{section}.host: must not be empty")
+    if s.bot.default_language not in ("en", "vi"):
+        raise ConfigError(f"bot.default_language: must be 'en' or 'vi', got "
+                          f"{s.bot.default_language!r}")
+    if not re.fullmatch(r"[A-Z][A-Z0-9]{1,9}", s.bot.ticket_prefix):
+        raise ConfigError("bot.ticket_prefix: must be 2-10 upper-case letters/digits, "
+                          f"got {s.bot.ticket_prefix!r}")
+    try:
+        ZoneInfo(s.bot.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"bot.timezone: unknown time zone {s.bot.timezone!r}") from None
+    _check_positive(s)
+    _check_addresses(s)
+    _check_sla(s.sla)
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", s.escalation.digest_time):
+        raise ConfigError(f"escalation.digest_time: must be HH:MM, got "
+                          f"{s.escalation.digest_time!r}")
+    if not 0.0 <= s.triage.review_threshold <= 1.0:
+        raise ConfigError("triage.review_threshold: must be between 0 and 1")
+
+
+def _check_positive(s: Settings) -> None:
+    for key in ("mailbox.poll_seconds", "mailbox.batch_size", "mailbox.timeout_seconds",
+                "smtp.timeout_seconds", "limits.max_message_bytes",
+                "limits.auto_replies_per_hour", "limits.auto_replies_per_ticket_per_day",
+                "escalation.check_minutes", "verification.code_ttl_days",
+                "verification.max_attempts", "retention.days_after_close"):
+        section, name = key.split(".")
+        if getattr(getattr(s, section), name) < 1:
+            raise ConfigError(f"{key}: must be at least 1")
+
+
+def _check_addresses(s: Settings) -> None:
+    for key in ("staff.addresses", "staff.notify", "escalation.to"):
+        section, name = key.split(".")
+        for address in getattr(getattr(s, section), name):
+            _require_address(key, address)
+
+
+def _check_sla(sla: SlaSection) -> None:
+    for category in CATEGORIES:
+        values = getattr(sla, category)
+        if len(values) != 3:
+            raise ConfigError(f"sla.{category}: must list [respond, escalate, hard deadline]")
+        for value in values:
+            if not _DURATION.match(value):
+                raise ConfigError(f"sla.{category}: {value!r} is not 'N business days' or "
+                                  "'N calendar days'")
+    if not re.fullmatch(r"\d\d:\d\d-\d\d:\d\d", sla.business_hours):
+        raise ConfigError(f"sla.business_hours: must be HH:MM-HH:MM, got {sla.business_hours!r}")
+    for closure in sla.closures:
+        if not re.fullmatch(r"\d\d-\d\d(\.\.\d\d-\d\d)?", closure):
+            raise ConfigError(f"sla.closures: {closure!r} is not 'MM-DD' or 'MM-DD..MM-DD'")
+
+
+def _require_address(key: str, value: str) -> None:
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+        raise ConfigError(f"{key}: {value!r} is not an email address")
+
+
+def _secret(section: str, inline: str, env_name: str, environ: typing.Mapping[str, str],
+            required: bool) -> str:
+    if inline:
+        return inline
+    value = environ.get(env_name, "") if env_name else ""
+    if required and not value:
+        raise ConfigError(f"{section}.password_env: environment variable {env_name} is not set "
+                          f"(or set {section}.password)")
+    return value
+
+
+def _relative_to(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_duration(value: str) -> tuple[int, bool]:
+    """``"5 business days"`` -> ``(5, True)``; ``"10 calendar days"`` -> ``(10, False)``."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    return int(match.group(1)), match.group(2) == "business"
