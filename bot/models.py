@@ -10,6 +10,11 @@ from datetime import datetime
 from enum import StrEnum
 
 
+# Local-part prefix of every Message-ID the bot creates: lets the bot recognise its own
+# mail without mistaking staff mail from the same domain for it.
+BOT_MESSAGE_ID_PREFIX = "inquiry-bot."
+
+
 class Category(StrEnum):
     """What the customer asks for (the privacy policy's request types)."""
 
