@@ -1,0 +1,180 @@
+"""Command line: the only place that prints. Exit codes: 0 ok, 1 runtime failure, 2 usage/config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from bot.config import Settings, load_settings, resolve_config_path
+from bot.errors import BotError, ConfigError
+
+log = logging.getLogger("bot")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``inquiry-bot`` and ``python -m bot``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except ConfigError as exc:
+        print(f"inquiry-bot: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BotError as exc:
+        print(f"inquiry-bot: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inquiry-bot", description="First responder on the privacy-inquiry mailbox.")
+    parser.add_argument("--config", help="config file (default: $INQUIRY_BOT_CONFIG, then "
+                        "./config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="long-running worker (IDLE/poll + scheduled jobs)")
+    run.set_defaults(handler=cmd_run)
+    once = commands.add_parser("once", help="process all new mail, flush outbox, escalate, exit")
+    once.set_defaults(handler=cmd_once)
+
+    classify = commands.add_parser("classify", help="triage .eml files (no mail is sent)")
+    classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument("files", nargs="+", metavar="FILE.eml")
+    classify.set_defaults(handler=cmd_classify)
+
+    escalate = commands.add_parser("escalate", help="one escalation pass")
+    escalate.add_argument("--now", type=_iso_datetime, help="pretend it is this ISO 8601 time")
+    escalate.add_argument("--dry-run", action="store_true", help="print, send nothing")
+    escalate.set_defaults(handler=cmd_escalate)
+
+    demo = commands.add_parser("demo", help="embedded local mail system + sample mail")
+    demo.add_argument("--exit-after-samples", action="store_true",
+                      help="stop once every sample is answered (for tests)")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def setup_logging(verbose: bool) -> None:
+    """Logs go to stderr; INFO never contains message bodies or secrets."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("apscheduler", "imapclient", "aiosmtplib", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def settings_for(args: argparse.Namespace, require_secrets: bool = True) -> Settings:
+    return load_settings(resolve_config_path(args.config), require_secrets=require_secrets)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    from bot.worker import Worker, worker_lock  # after config: bad config fails fast
+
+    with worker_lock(settings.database_path):
+        worker = Worker(settings)
+        _stop_on_signals(worker.stop)
+        log.info("worker started (database %s)", settings.database_path)
+        worker.run()
+        log.info("worker stopped")
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    from bot.worker import Worker, worker_lock  # after config: bad config fails fast
+
+    with worker_lock(settings.database_path):
+        worker = Worker(settings)
+        _stop_on_signals(worker.stop)
+        try:
+            count = worker.once()
+        finally:
+            worker.store.close()
+    log.info("once: %d new message(s) handled", count)
+    return EXIT_OK
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from bot.classify_files import classify_file
+
+    settings = _optional_settings(args)
+    failures = 0
+    for name in args.files:
+        try:
+            result = classify_file(Path(name), settings)
+        except OSError as exc:
+            print(f"inquiry-bot: {name}: {exc.strerror}", file=sys.stderr)
+            failures += 1
+            continue
+        print(json.dumps(result, ensure_ascii=False) if args.json else _classify_line(result))
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+def cmd_escalate(args: argparse.Namespace) -> int:
+    from bot import escalation
+    from bot.store import Store
+    from bot.worker import utcnow
+
+    settings = settings_for(args, require_secrets=not args.dry_run)
+    store = Store(settings.database_path)
+    try:
+        lines = escalation.run_pass(store, settings, args.now or utcnow(), dry_run=args.dry_run)
+    finally:
+        store.close()
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(exit_after_samples=args.exit_after_samples)
+
+
+def _optional_settings(args: argparse.Namespace) -> Settings | None:
+    """classify works without a config file (defaults), but a given bad config is an error."""
+    path = resolve_config_path(args.config)
+    if args.config is None and not path.exists():
+        return None
+    return load_settings(path, require_secrets=False)
+
+
+def _classify_line(result: dict) -> str:
+    if result["auto_generated"]:
+        return f"{result['file']}\tauto-generated\t{result['reason']}"
+    review = "\tneeds-review" if result.get("needs_review") else ""
+    return (f"{result['file']}\t{result['category']}\t{result['language']}\t"
+            f"{result['confidence']:.2f}{review}")
+
+
+def _iso_datetime(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone offset: {value!r}")
+    return moment
+
+
+def _stop_on_signals(stop) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %s: finishing the message in hand, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,159 @@
+"""imapclient adapter: connect, wait for new mail (IDLE or poll), fetch by UID, quarantine.
+
+Reads are done with ``BODY.PEEK[]`` and the folder is selected read-only unless a
+quarantine folder is configured, so the bot never changes ``\\Seen`` for staff who read
+the same mailbox, and never deletes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from bot.config import MailboxSection
+from bot.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+IDLE_REISSUE_SECONDS = 29 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
+STOP_CHECK_SECONDS = 1.0
+CONNECTION_ERRORS = (IMAPClientError, OSError, EOFError, ssl.SSLError)
+
+
+@dataclass(frozen=True)
+class FolderState:
+    name: str
+    uidvalidity: int
+
+
+def tls_context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
+    """A client TLS context; verification stays on unless explicitly turned off."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Mailbox:
+    """One logged-in IMAP session on the configured folder."""
+
+    def __init__(self, settings: MailboxSection, password: str) -> None:
+        self.settings = settings
+        self.client = _connect(settings, password)
+        writable = bool(settings.quarantine_folder)
+        response = self.client.select_folder(settings.folder, readonly=not writable)
+        self.folder = FolderState(settings.folder, int(response[b"UIDVALIDITY"]))
+        self.can_idle = settings.idle and self.client.has_capability("IDLE")
+
+    def close(self) -> None:
+        """Log out; a dead connection is simply dropped."""
+        try:
+            self.client.logout()
+        except CONNECTION_ERRORS:
+            self.client.shutdown() if hasattr(self.client, "shutdown") else None
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs greater than ``last_uid``, ascending (``N:*`` may echo the last one)."""
+        uids = self.client.search(["UID", f"{last_uid + 1}:*"])
+        return sorted(u for u in uids if u > last_uid)
+
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        """``RFC822.SIZE`` per UID, so oversized mail is never loaded whole."""
+        if not uids:
+            return {}
+        data = self.client.fetch(uids, ["RFC822.SIZE"])
+        return {uid: int(item[b"RFC822.SIZE"]) for uid, item in data.items()}
+
+    def fetch_raw(self, uids: list[int]) -> dict[int, bytes]:
+        """Whole messages without setting ``\\Seen``."""
+        if not uids:
+            return {}
+        data = self.client.fetch(uids, ["BODY.PEEK[]"])
+        return {uid: bytes(item.get(b"BODY[]") or b"") for uid, item in data.items()}
+
+    def fetch_header(self, uid: int) -> bytes:
+        """Only the header of one message (for mail too large to fetch)."""
+        data = self.client.fetch([uid], ["BODY.PEEK[HEADER]"])
+        return bytes(data.get(uid, {}).get(b"BODY[HEADER]") or b"")
+
+    def quarantine(self, uid: int) -> bool:
+        """Copy a message we cannot handle to the quarantine folder and flag it.
+
+        We COPY rather than MOVE: the original stays where staff expect it (never deleted).
+        """
+        target = self.settings.quarantine_folder
+        if not target:
+            return False
+        if not self.client.folder_exists(target):
+            self.client.create_folder(target)
+        self.client.copy([uid], target)
+        self.client.add_flags([uid], [b"$BotQuarantined"])
+        return True
+
+    def wait_for_change(self, timeout: float, stop: threading.Event) -> None:
+        """Return when the folder may have changed, ``timeout`` passed, or ``stop`` is set."""
+        if self.can_idle:
+            self._idle(min(timeout, IDLE_REISSUE_SECONDS), stop)
+        else:
+            stop.wait(timeout)
+            self.client.noop()
+
+    def _idle(self, timeout: float, stop: threading.Event) -> None:
+        self.client.idle()
+        try:
+            for readable in _readiness(self.client, timeout, stop):
+                if not readable:
+                    continue
+                responses = self.client.idle_check(timeout=0)
+                if not responses:
+                    raise ConnectionError("IMAP connection closed during IDLE")
+                if any(_is_change(r) for r in responses):
+                    return
+        finally:
+            _safe_idle_done(self.client)
+
+
+def _readiness(client: IMAPClient, timeout: float, stop: threading.Event) -> Iterator[bool]:
+    """Yield whether the socket is readable, every ``STOP_CHECK_SECONDS``, until timeout."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(client.socket(), selectors.EVENT_READ)
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            yield bool(selector.select(min(left, STOP_CHECK_SECONDS)))
+
+
+def _is_change(response: tuple) -> bool:
+    return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT", b"EXPUNGE", b"FETCH")
+
+
+def _safe_idle_done(client: IMAPClient) -> None:
+    try:
+        client.idle_done()
+    except CONNECTION_ERRORS as exc:
+        log.debug("idle_done failed: %s", exc)
+
+
+def _connect(settings: MailboxSection, password: str) -> IMAPClient:
+    context = tls_context(settings.verify_tls, settings.ca_file)
+    try:
+        client = IMAPClient(settings.host, port=settings.port,
+                            ssl=settings.security == "tls", ssl_context=context,
+                            timeout=settings.timeout_seconds)
+        if settings.security == "starttls":
+            client.starttls(context)
+        client.login(settings.username, password)
+    except CONNECTION_ERRORS as exc:
+        raise TransientError(f"IMAP {settings.host}:{settings.port}: {exc}") from exc
+    return client

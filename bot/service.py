@@ -1,0 +1,291 @@
+"""Handle one raw message: parse -> machine check -> match ticket -> triage -> store (+outbox).
+
+Everything a message causes (ticket, message rows, events, outbox mail, processed marker)
+is written in ONE transaction, so a crash at any point leaves either all of it or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot import compose
+from bot.autogen import is_noreply_address, machine_generated_reason
+from bot.config import Settings
+from bot.models import (
+    Category,
+    Direction,
+    InboundMail,
+    Language,
+    MessageKind,
+    MessageSource,
+    Outcome,
+    Triage,
+)
+from bot.parse import parse_message
+from bot.sla import BusinessCalendar, calendar_from_settings, deadlines
+from bot.store import Store, utc_iso
+from bot.triage import triage
+
+log = logging.getLogger(__name__)
+
+VERIFIED_CATEGORIES = (Category.DISCLOSURE, Category.CORRECTION, Category.DELETION)
+OPEN_STATUS = "open"
+MAX_REASON = 300
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What happened to one message; logged as one line by the worker."""
+
+    outcome: Outcome
+    reason: str | None = None
+    ref: str | None = None
+    category: str | None = None
+    language: str | None = None
+
+
+class Service:
+    """The per-message pipeline, bound to one store and the settings."""
+
+    def __init__(self, store: Store, settings: Settings,
+                 calendar: BusinessCalendar | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.calendar = calendar or calendar_from_settings(settings)
+
+    # -- entry points ---------------------------------------------------------------------
+    def handle(self, source: MessageSource, raw: bytes, now: datetime,
+               received_at: datetime | None = None) -> Handled:
+        """Process one raw message exactly once (the caller has checked ``processed``)."""
+        mail = parse_message(raw)
+        key = message_key(mail, raw)
+        received = min(received_at, now) if received_at else now
+        if self.store.is_known_message(key):
+            return self._ignore(source, key, "already-processed", now)
+        reason = machine_generated_reason(mail, self.settings.bot.address)
+        if reason:
+            return self._ignore(source, key, reason, now, mail)
+        ticket = self.store.ticket_for_message_ids([mail.in_reply_to or "", *mail.references])
+        if ticket and ticket["customer_email"] == mail.from_addr:
+            return self._followup(source, key, mail, ticket, now)
+        if mail.from_addr in self._staff and ticket:
+            return self._staff_mail(source, key, mail, ticket, now)
+        return self._new_ticket(source, key, mail, received, now)
+
+    def record_failure(self, source: MessageSource, raw: bytes | None, error: str,
+                       now: datetime, quarantined: bool) -> Handled:
+        """A message we could not handle: record it (it stays in the mailbox)."""
+        key = _raw_key(raw) if raw else f"uid:{source.uidvalidity}:{source.uid}"
+        reason = error[:MAX_REASON]
+        with self.store.transaction() as conn:
+            self.store.add_event(conn, None, now, "message_failed",
+                                 {"uid": source.uid, "error": reason, "copied": quarantined})
+            self.store.record_processed(conn, source, key, Outcome.QUARANTINED, reason, None, now)
+        return Handled(Outcome.QUARANTINED, reason)
+
+    # -- outcomes -------------------------------------------------------------------------
+    def _ignore(self, source: MessageSource, key: str, reason: str, now: datetime,
+                mail: InboundMail | None = None) -> Handled:
+        with self.store.transaction() as conn:
+            if mail is not None and reason == "delivery-report":
+                self._note_bounce(conn, mail, now)
+            self.store.record_processed(conn, source, key, Outcome.IGNORED, reason, None, now)
+        return Handled(Outcome.IGNORED, reason)
+
+    def _note_bounce(self, conn: sqlite3.Connection, mail: InboundMail, now: datetime) -> None:
+        original = mail.header("x-bot-embedded-message-id") or mail.in_reply_to
+        ticket = self.store.ticket_for_message_ids([original]) if original else None
+        if ticket:
+            self.store.add_event(conn, ticket["id"], now, "bounce",
+                                 {"original": original, "subject": mail.subject[:200]})
+
+    def _followup(self, source: MessageSource, key: str, mail: InboundMail,
+                  ticket: dict, now: datetime) -> Handled:
+        with self.store.transaction() as conn:
+            self._record_inbound(conn, ticket["id"], mail, MessageKind.CUSTOMER, now)
+            self.store.add_event(conn, ticket["id"], now, "customer_followup",
+                                 {"message_id": mail.message_id})
+            self.store.update_ticket(conn, ticket["id"], last_activity_at=utc_iso(now))
+            self.store.record_processed(conn, source, key, Outcome.FOLLOWUP, None,
+                                        ticket["id"], now)
+        return Handled(Outcome.FOLLOWUP, None, ticket["ref"], ticket["category"],
+                       ticket["language"])
+
+    def _staff_mail(self, source: MessageSource, key: str, mail: InboundMail,
+                    ticket: dict, now: datetime) -> Handled:
+        # Until staff authentication exists, staff mail is recorded but never relayed.
+        with self.store.transaction() as conn:
+            self._record_inbound(conn, ticket["id"], mail, MessageKind.STAFF_NOTE, now)
+            self.store.add_event(conn, ticket["id"], now, "staff_mail_recorded",
+                                 {"from": mail.from_addr})
+            self.store.record_processed(conn, source, key, Outcome.STAFF, "not-relayed",
+                                        ticket["id"], now)
+        return Handled(Outcome.STAFF, "not-relayed", ticket["ref"])
+
+    def _new_ticket(self, source: MessageSource, key: str, mail: InboundMail,
+                    received: datetime, now: datetime) -> Handled:
+        result = self._triage(mail)
+        due = deadlines(received, result.category, self.settings.sla, self.calendar)
+        verification = result.category in VERIFIED_CATEGORIES
+        with self.store.transaction() as conn:
+            ticket_id, ref = self.store.create_ticket(
+                conn, self.settings.bot.ticket_prefix,
+                category=result.category.value, language=result.language.value,
+                status=OPEN_STATUS, subject=mail.subject, customer_email=mail.from_addr,
+                customer_name=mail.from_name, created_at=utc_iso(received),
+                due_at=utc_iso(due.respond_at), escalate_at=utc_iso(due.escalate_at),
+                hard_at=utc_iso(due.hard_at), escalation_level=0,
+                verification_status="pending" if verification else "not_required",
+                needs_review=int(result.needs_review),
+                triage_confidence=round(result.confidence, 3),
+                language_confidence=round(result.language_confidence, 3),
+                triage_cues="; ".join(result.cues), bilingual=int(result.bilingual),
+                last_activity_at=utc_iso(now))
+            self._record_inbound(conn, ticket_id, mail, MessageKind.CUSTOMER, now)
+            self.store.add_event(conn, ticket_id, now, "ticket_created", {
+                "category": result.category.value, "language": result.language.value,
+                "confidence": round(result.confidence, 3), "needs_review": result.needs_review})
+            code = self._new_code(conn, ticket_id, ref, now) if verification else None
+            ticket = TicketInfo(ticket_id, ref, result, received, due.respond_at, code)
+            self._acknowledge(conn, ticket, mail, now)
+            self._notify_staff(conn, ticket, mail, now)
+            self.store.record_processed(conn, source, key, Outcome.TICKET, None, ticket_id, now)
+        return Handled(Outcome.TICKET, None, ref, result.category.value, result.language.value)
+
+    # -- pieces ---------------------------------------------------------------------------
+    def _triage(self, mail: InboundMail) -> Triage:
+        return triage(mail.subject, mail.new_text,
+                      default_language=Language(self.settings.bot.default_language),
+                      review_threshold=self.settings.triage.review_threshold,
+                      language_threshold=self.settings.triage.language_threshold)
+
+    def _record_inbound(self, conn: sqlite3.Connection, ticket_id: int, mail: InboundMail,
+                        kind: MessageKind, now: datetime) -> None:
+        self.store.add_message(
+            conn, ticket_id=ticket_id, direction=Direction.IN.value, kind=kind.value,
+            message_id=mail.message_id, in_reply_to=mail.in_reply_to,
+            from_addr=mail.from_addr, to_addrs=", ".join(mail.to_addrs[:50]),
+            subject=mail.subject, body_text=mail.body_text,
+            attachments=_attachments_json(mail), created_at=utc_iso(now))
+
+    def _new_code(self, conn: sqlite3.Connection, ticket_id: int, ref: str,
+                  now: datetime) -> tuple[str, datetime]:
+        code = f"{secrets.randbelow(10**8):08d}"
+        expires = now + timedelta(days=self.settings.verification.code_ttl_days)
+        conn.execute(
+            "INSERT INTO verifications (ticket_id, code_hash, expires_at, attempts_left, "
+            "created_at) VALUES (?, ?, ?, ?, ?)",
+            (ticket_id, hash_code(ref, code), utc_iso(expires),
+             self.settings.verification.max_attempts, utc_iso(now)))
+        return code, expires
+
+    def _acknowledge(self, conn: sqlite3.Connection, ticket: TicketInfo, mail: InboundMail,
+                     now: datetime) -> None:
+        blocked = self._auto_reply_blocked(mail.from_addr, now)
+        if blocked:
+            self.store.add_event(conn, ticket.id, now, "acknowledgement_suppressed", blocked)
+            return
+        message = compose.acknowledgement(
+            self.settings, ref=ticket.ref,
+            category=None if ticket.triage.needs_review else ticket.triage.category,
+            language=ticket.triage.language, bilingual=ticket.triage.bilingual,
+            customer_name=mail.from_name, customer_email=mail.from_addr,
+            original_subject=mail.subject, received_at=ticket.received_at,
+            due_at=ticket.due_at,
+            verification_code=ticket.code[0] if ticket.code else None,
+            code_expires_at=ticket.code[1] if ticket.code else None,
+            in_reply_to=mail.message_id, references=list(mail.references),
+            message_id=compose.make_message_id(self.settings.bot_domain), date=now)
+        self._enqueue(conn, ticket.id, message, [mail.from_addr], MessageKind.ACKNOWLEDGEMENT,
+                      now, mask=ticket.code[0] if ticket.code else None)
+
+    def _notify_staff(self, conn: sqlite3.Connection, ticket: TicketInfo, mail: InboundMail,
+                      now: datetime) -> None:
+        recipients = [a for a in self.settings.staff.notify if a != self.settings.bot.address]
+        if not recipients:
+            return
+        message = compose.staff_notification(
+            self.settings, ref=ticket.ref, triage=ticket.triage, mail=mail,
+            due_at=ticket.due_at,
+            verification_status="pending" if ticket.code else "not_required",
+            to=recipients, message_id=compose.make_message_id(self.settings.bot_domain),
+            date=now)
+        self._enqueue(conn, ticket.id, message, recipients, MessageKind.NOTIFICATION, now,
+                      counted=False)
+
+    def _enqueue(self, conn: sqlite3.Connection, ticket_id: int, message, recipients: list[str],
+                 kind: MessageKind, now: datetime, mask: str | None = None,
+                 counted: bool = True) -> None:
+        raw = bytes(message)
+        outbox_id = self.store.enqueue(conn, message_id=message["Message-ID"],
+                                       ticket_id=ticket_id, recipients=recipients, raw=raw,
+                                       kind=kind.value, now=now, sensitive=mask is not None)
+        if counted:
+            self.store.add_outbox_recipients(conn, outbox_id, recipients, now)
+        body = compose.plain_text(message)
+        self.store.add_message(
+            conn, ticket_id=ticket_id, direction=Direction.OUT.value, kind=kind.value,
+            message_id=message["Message-ID"], in_reply_to=message["In-Reply-To"],
+            from_addr=self.settings.bot.address, to_addrs=", ".join(recipients),
+            subject=str(message["Subject"]),
+            body_text=body.replace(mask, "********") if mask else body,
+            attachments="[]", created_at=utc_iso(now))
+
+    def _auto_reply_blocked(self, address: str, now: datetime) -> str | None:
+        """Why no automatic mail may go to ``address`` now, or None."""
+        if not address:
+            return "no-sender-address"
+        if is_own_address(address, self.settings.bot.address):
+            return "own-address"
+        if is_noreply_address(address):
+            return "noreply-address"
+        recent = self.store.recent_auto_mail_count(address, now - timedelta(hours=1))
+        if recent >= self.settings.limits.auto_replies_per_hour:
+            return "rate-limited"
+        return None
+
+    @property
+    def _staff(self) -> set[str]:
+        return {a.lower() for a in self.settings.staff.addresses}
+
+
+@dataclass(frozen=True)
+class TicketInfo:
+    id: int
+    ref: str
+    triage: Triage
+    received_at: datetime
+    due_at: datetime
+    code: tuple[str, datetime] | None
+
+
+def message_key(mail: InboundMail, raw: bytes) -> str:
+    """Identity of a message across UIDVALIDITY changes: its Message-ID, else a raw hash."""
+    return mail.message_id or _raw_key(raw)
+
+
+def is_own_address(address: str, bot_address: str) -> bool:
+    """The bot's address or one of its plus-addresses (``contact+x@...``)."""
+    local, _, domain = address.lower().partition("@")
+    bot_local, _, bot_domain = bot_address.lower().partition("@")
+    return domain == bot_domain and local.split("+")[0] == bot_local
+
+
+def hash_code(ref: str, code: str) -> str:
+    """Only this hash of a verification code is stored (salted by the ticket ref)."""
+    return hashlib.sha256(f"{ref}:{code}".encode()).hexdigest()
+
+
+def _raw_key(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _attachments_json(mail: InboundMail) -> str:
+    return json.dumps([{"filename": a.filename, "content_type": a.content_type, "size": a.size,
+                        "sha256": a.sha256} for a in mail.attachments[:200]], ensure_ascii=False)

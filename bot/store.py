@@ -1,0 +1,350 @@
+"""The only module that touches SQLite: schema, migrations, transactions and queries.
+
+sqlite-utils creates and migrates the schema (tables, indexes, views); the hot paths use
+plain SQL on one connection inside explicit ``BEGIN IMMEDIATE`` transactions, because a
+ticket, its message, its processed marker and its outbox row must commit together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from bot.errors import TransientError
+from bot.models import MessageSource
+
+BUSY_TIMEOUT_MS = 10_000
+_TICKET_COLUMNS = {
+    "id": int, "ref": str, "category": str, "language": str, "status": str, "subject": str,
+    "customer_email": str, "customer_name": str, "created_at": str, "due_at": str,
+    "escalate_at": str, "hard_at": str, "first_response_at": str, "closed_at": str,
+    "escalation_level": int, "escalated_at": str, "verification_status": str,
+    "needs_review": int, "triage_confidence": float, "language_confidence": float,
+    "triage_cues": str, "bilingual": int, "assigned_to": str, "linked_ticket_id": int,
+    "last_activity_at": str,
+}
+
+
+class StoreUnavailable(TransientError):
+    """The database cannot be written (locked, read-only, disk full): stop taking mail."""
+
+
+def utc_iso(moment: datetime) -> str:
+    """``2026-11-24T03:00:00Z``: the one time format in the database."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    message_id: str
+    ticket_id: int | None
+    recipients: list[str]
+    raw: bytes
+    attempts: int
+
+
+class Store:
+    """A connection to the ticket database, migrated on open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = _connect(path)
+        self.db = sqlite_utils.Database(self.conn)
+        migrate(self.db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions -------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; raises :class:`StoreUnavailable` if SQLite cannot write."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"database not writable: {exc}") from exc
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self.conn.execute("ROLLBACK") if self.conn.in_transaction else None
+            if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not \
+                    isinstance(exc, sqlite3.IntegrityError):
+                raise StoreUnavailable(f"database write failed: {exc}") from exc
+            raise
+
+    # -- processed / checkpoint ---------------------------------------------------------
+    def checkpoint(self, mailbox: str) -> tuple[int, int] | None:
+        """``(uidvalidity, last_uid)`` seen for ``mailbox``, or None before the first mail."""
+        row = self.conn.execute(
+            "SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = ?", (mailbox,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def processed_uids(self, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> set[int]:
+        """The subset of ``uids`` that already has a processed row."""
+        found: set[int] = set()
+        for chunk in _chunks(list(uids), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(
+                f"SELECT uid FROM processed WHERE mailbox = ? AND uidvalidity = ? "
+                f"AND uid IN ({marks})", (mailbox, uidvalidity, *chunk)))
+        return found
+
+    def is_known_message(self, message_key: str) -> bool:
+        """True if a message with this Message-ID (or raw hash) was processed before."""
+        return self.conn.execute(
+            "SELECT 1 FROM processed WHERE message_id = ? LIMIT 1", (message_key,)
+        ).fetchone() is not None
+
+    def record_processed(self, conn: sqlite3.Connection, source: MessageSource,
+                         message_key: str, outcome: str, reason: str | None,
+                         ticket_id: int | None, now: datetime) -> None:
+        """Mark one mailbox message as done and move the checkpoint (inside a transaction)."""
+        conn.execute(
+            "INSERT INTO processed (mailbox, uidvalidity, uid, message_id, outcome, reason, "
+            "ticket_id, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (source.mailbox, source.uidvalidity, source.uid, message_key, outcome, reason,
+             ticket_id, utc_iso(now)))
+        conn.execute(
+            "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(mailbox) DO UPDATE SET "
+            "last_uid = CASE WHEN excluded.uidvalidity = mailbox_state.uidvalidity "
+            "THEN max(mailbox_state.last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+            "uidvalidity = excluded.uidvalidity, updated_at = excluded.updated_at",
+            (source.mailbox, source.uidvalidity, source.uid, utc_iso(now)))
+
+    def reset_checkpoint(self, mailbox: str, uidvalidity: int, now: datetime) -> None:
+        """UIDVALIDITY changed: start again from UID 0 (known Message-IDs are skipped)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) "
+                "VALUES (?, ?, 0, ?) ON CONFLICT(mailbox) DO UPDATE SET "
+                "uidvalidity = excluded.uidvalidity, last_uid = 0, updated_at = excluded.updated_at",
+                (mailbox, uidvalidity, utc_iso(now)))
+
+    # -- tickets ------------------------------------------------------------------------
+    def create_ticket(self, conn: sqlite3.Connection, prefix: str, **fields: Any) -> tuple[int, str]:
+        """Insert a ticket; its ref is derived from its id (``CJD-000123``)."""
+        fields = {k: v for k, v in fields.items() if k in _TICKET_COLUMNS}
+        cols = ", ".join(fields)
+        cursor = conn.execute(
+            f"INSERT INTO tickets (ref, {cols}) VALUES (NULL, {', '.join('?' * len(fields))})",
+            tuple(fields.values()))
+        ticket_id = int(cursor.lastrowid or 0)
+        ref = f"{prefix}-{ticket_id:06d}"
+        conn.execute("UPDATE tickets SET ref = ? WHERE id = ?", (ref, ticket_id))
+        return ticket_id, ref
+
+    def update_ticket(self, conn: sqlite3.Connection, ticket_id: int, **fields: Any) -> None:
+        """Set columns of one ticket (inside a transaction)."""
+        unknown = set(fields) - set(_TICKET_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown ticket columns: {sorted(unknown)}")
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE tickets SET {assignments} WHERE id = ?",
+                     (*fields.values(), ticket_id))
+
+    def ticket(self, ticket_id: int) -> dict[str, Any] | None:
+        return _one(self.conn, "SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+
+    def ticket_by_ref(self, ref: str) -> dict[str, Any] | None:
+        return _one(self.conn, "SELECT * FROM tickets WHERE ref = ?", (ref,))
+
+    def ticket_for_message_ids(self, message_ids: Sequence[str]) -> dict[str, Any] | None:
+        """The ticket that any of ``message_ids`` (In-Reply-To/References) belongs to."""
+        ids = [m for m in message_ids if m][-50:]
+        if not ids:
+            return None
+        marks = ",".join("?" * len(ids))
+        return _one(self.conn,
+                    f"SELECT t.* FROM messages m JOIN tickets t ON t.id = m.ticket_id "
+                    f"WHERE m.message_id IN ({marks}) ORDER BY m.id DESC LIMIT 1", tuple(ids))
+
+    def add_message(self, conn: sqlite3.Connection, **fields: Any) -> int:
+        """Insert a ``messages`` row (inside a transaction)."""
+        return _insert(conn, "messages", fields)
+
+    def add_event(self, conn: sqlite3.Connection, ticket_id: int | None, at: datetime,
+                  type_: str, detail: str | dict[str, Any] = "") -> None:
+        """Append to the audit log (inside a transaction)."""
+        text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
+        _insert(conn, "events", {"ticket_id": ticket_id, "at": utc_iso(at), "type": type_,
+                                 "detail": text})
+
+    # -- outbox -------------------------------------------------------------------------
+    def enqueue(self, conn: sqlite3.Connection, *, message_id: str, ticket_id: int | None,
+                recipients: Sequence[str], raw: bytes, kind: str, now: datetime,
+                sensitive: bool = False) -> int:
+        """Queue one outgoing mail (inside the transaction that decided to send it).
+
+        ``sensitive`` rows (they carry a verification code) lose their raw bytes once sent,
+        so the code exists in the database only as a hash.
+        """
+        return _insert(conn, "outbox", {
+            "message_id": message_id, "ticket_id": ticket_id,
+            "recipients": json.dumps(list(recipients)), "raw": raw, "kind": kind,
+            "sensitive": int(sensitive),
+            "status": "pending", "attempts": 0, "created_at": utc_iso(now),
+            "next_attempt_at": utc_iso(now)})
+
+    def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        """Pending mail whose next attempt is due, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, message_id, ticket_id, recipients, raw, attempts FROM outbox "
+            "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (utc_iso(now), limit)).fetchall()
+        return [OutboxRow(r[0], r[1], r[2], json.loads(r[3]), bytes(r[4]), r[5]) for r in rows]
+
+    def mark_outbox(self, outbox_id: int, status: str, now: datetime, error: str | None = None,
+                    next_attempt_at: datetime | None = None) -> None:
+        """Record the result of one send attempt."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = :status, attempts = attempts + 1, last_error = :error, "
+                "next_attempt_at = COALESCE(:next, next_attempt_at), "
+                "sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END, "
+                "raw = CASE WHEN :status != 'pending' AND sensitive = 1 THEN NULL ELSE raw END "
+                "WHERE id = :id",
+                {"status": status, "error": error, "now": utc_iso(now), "id": outbox_id,
+                 "next": utc_iso(next_attempt_at) if next_attempt_at else None})
+
+    def recent_auto_mail_count(self, recipient: str, since: datetime) -> int:
+        """Automatic mails queued to ``recipient`` since ``since`` (loop and abuse cap)."""
+        return self.conn.execute(
+            "SELECT count(*) FROM outbox_recipients WHERE recipient = ? AND created_at >= ?",
+            (recipient.lower(), utc_iso(since))).fetchone()[0]
+
+    def add_outbox_recipients(self, conn: sqlite3.Connection, outbox_id: int,
+                              recipients: Sequence[str], now: datetime) -> None:
+        """Index recipients of an automatic mail so the per-recipient cap is one lookup."""
+        conn.executemany(
+            "INSERT INTO outbox_recipients (outbox_id, recipient, created_at) VALUES (?, ?, ?)",
+            [(outbox_id, r.lower(), utc_iso(now)) for r in recipients])
+
+    def count(self, table: str, where: str = "1", params: Sequence[Any] = ()) -> int:
+        """Row count, for reports and tests."""
+        return self.conn.execute(f"SELECT count(*) FROM [{table}] WHERE {where}",
+                                 tuple(params)).fetchone()[0]
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read query and return dict rows."""
+        cursor = self.conn.execute(sql, tuple(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+# -- schema ------------------------------------------------------------------------------
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Bring the schema up to date; each step runs once and is recorded."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+               "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in db.execute("SELECT version FROM schema_migrations").fetchall()}
+    for version, step in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            db.conn.execute("INSERT INTO schema_migrations VALUES (?, datetime('now'))",
+                            (version,))
+            db.conn.execute("COMMIT")
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["tickets"].create({**_TICKET_COLUMNS}, pk="id", not_null={"created_at", "status"},
+                         defaults={"escalation_level": 0, "needs_review": 0, "bilingual": 0,
+                                   "verification_status": "not_required"})
+    db.execute("CREATE UNIQUE INDEX idx_tickets_ref ON tickets(ref)")
+    db.execute("CREATE INDEX idx_tickets_status_due ON tickets(status, due_at)")
+    db.execute("CREATE INDEX idx_tickets_customer ON tickets(customer_email)")
+    db["messages"].create({
+        "id": int, "ticket_id": int, "direction": str, "kind": str, "message_id": str,
+        "in_reply_to": str, "from_addr": str, "to_addrs": str, "subject": str,
+        "body_text": str, "attachments": str, "created_at": str}, pk="id",
+        foreign_keys=[("ticket_id", "tickets", "id")])
+    db.execute("CREATE INDEX idx_messages_message_id ON messages(message_id)")
+    db.execute("CREATE INDEX idx_messages_ticket ON messages(ticket_id)")
+    db["events"].create({"id": int, "ticket_id": int, "at": str, "type": str, "detail": str},
+                        pk="id")
+    db.execute("CREATE INDEX idx_events_ticket ON events(ticket_id)")
+    db["outbox"].create({
+        "id": int, "message_id": str, "ticket_id": int, "kind": str, "recipients": str,
+        "raw": bytes, "sensitive": int, "status": str, "attempts": int, "created_at": str,
+        "next_attempt_at": str, "sent_at": str, "last_error": str}, pk="id")
+    db.execute("CREATE INDEX idx_outbox_pending ON outbox(status, next_attempt_at)")
+    db["outbox_recipients"].create({"outbox_id": int, "recipient": str, "created_at": str})
+    db.execute("CREATE INDEX idx_outbox_recipients ON outbox_recipients(recipient, created_at)")
+    db["processed"].create({
+        "mailbox": str, "uidvalidity": int, "uid": int, "message_id": str, "outcome": str,
+        "reason": str, "ticket_id": int, "processed_at": str},
+        pk=("mailbox", "uidvalidity", "uid"))
+    db.execute("CREATE INDEX idx_processed_message_id ON processed(message_id)")
+    db["mailbox_state"].create({"mailbox": str, "uidvalidity": int, "last_uid": int,
+                                "updated_at": str}, pk="mailbox")
+
+
+def _migration_2_verification(db: sqlite_utils.Database) -> None:
+    db["verifications"].create({
+        "ticket_id": int, "code_hash": str, "expires_at": str, "attempts_left": int,
+        "created_at": str, "reminded_at": str}, pk="ticket_id",
+        foreign_keys=[("ticket_id", "tickets", "id")])
+
+
+MIGRATIONS = [_migration_1, _migration_2_verification]
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating owner-only) with WAL and a busy timeout, in autocommit mode."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    old_umask = os.umask(0o077)  # -wal and -shm inherit the owner-only mode too
+    try:
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+    finally:
+        os.umask(old_umask)
+    return conn
+
+
+def _insert(conn: sqlite3.Connection, table: str, fields: dict[str, Any]) -> int:
+    cols = ", ".join(fields)
+    cursor = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(fields))})",
+                          tuple(fields.values()))
+    return int(cursor.lastrowid or 0)
+
+
+def _one(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+    cursor = conn.execute(sql, params)
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

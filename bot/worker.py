@@ -1,0 +1,258 @@
+"""The run loop: take new mail from IMAP, process it, flush the outbox; scheduled jobs.
+
+Named steps (rq-style): ``ingest`` (checkpoint -> new UIDs -> fetch in bounded batches ->
+handle each), ``flush`` (outbox -> SMTP), ``escalate`` (overdue scan). ``run`` repeats
+them with IDLE/poll waits and reconnects with capped exponential backoff; ``once`` does
+each step one time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot import escalation, outbox
+from bot.config import Settings
+from bot.errors import BotError, TransientError
+from bot.imap import CONNECTION_ERRORS, Mailbox
+from bot.models import MessageSource
+from bot.service import Handled, Service
+from bot.store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+BACKOFF_START_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+OUTBOX_RETRY_SECONDS = 15
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlreadyRunning(BotError):
+    """Another worker holds the lock on this database."""
+
+
+@contextmanager
+def worker_lock(database: Path) -> Iterator[None]:
+    """One worker per database: a second one refuses to start instead of racing."""
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(f"{database}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(f"another worker is already running on {database}") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class Backoff:
+    """Capped exponential backoff: 1, 2, 4 ... 60 seconds."""
+
+    def __init__(self, start: float = BACKOFF_START_SECONDS, cap: float = BACKOFF_MAX_SECONDS):
+        self.start, self.cap, self.current = start, cap, start
+
+    def next(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.start
+
+
+class Worker:
+    """Owns the store and the mailbox session of one process."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = Store(settings.database_path)
+        self.service = Service(self.store, settings)
+        self.stop = threading.Event()
+        self._wake_flush: Callable[[], None] = lambda: None
+
+    # -- commands -------------------------------------------------------------------------
+    def once(self) -> int:
+        """Fetch and process all new mail, flush the outbox, one escalation pass."""
+        mailbox = Mailbox(self.settings.mailbox, self.settings.imap_password)
+        try:
+            count = self.ingest(mailbox)
+        finally:
+            mailbox.close()
+        self.flush()
+        self.escalate()
+        return count
+
+    def run(self) -> None:
+        """Until ``stop`` is set: ingest, wait for news (IDLE/poll), reconnect on failure."""
+        scheduler = self._start_scheduler()
+        backoff = Backoff()
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._session(backoff)
+                except (TransientError, *CONNECTION_ERRORS) as exc:
+                    delay = backoff.next()
+                    log.warning("mailbox unavailable (%s); retrying in %.0fs", exc, delay)
+                    self.stop.wait(delay)
+        finally:
+            scheduler.shutdown(wait=True)
+            self.store.close()
+
+    def _session(self, backoff: Backoff) -> None:
+        mailbox = Mailbox(self.settings.mailbox, self.settings.imap_password)
+        log.info("connected to %s:%s/%s (uidvalidity %s, %s)", self.settings.mailbox.host,
+                 self.settings.mailbox.port, mailbox.folder.name, mailbox.folder.uidvalidity,
+                 "IDLE" if mailbox.can_idle else f"poll {self.settings.mailbox.poll_seconds}s")
+        try:
+            while not self.stop.is_set():
+                if self.ingest(mailbox):
+                    self._wake_flush()
+                backoff.reset()
+                self.write_heartbeat()
+                mailbox.wait_for_change(self.settings.mailbox.poll_seconds, self.stop)
+        finally:
+            mailbox.close()
+
+    # -- steps ----------------------------------------------------------------------------
+    def ingest(self, mailbox: Mailbox) -> int:
+        """Process every message not yet taken; return how many were handled now."""
+        folder = mailbox.folder
+        last_uid = self._last_uid(folder.name, folder.uidvalidity)
+        uids = mailbox.uids_after(last_uid)
+        done = self.store.processed_uids(folder.name, folder.uidvalidity, uids)
+        todo = [uid for uid in uids if uid not in done]
+        handled = 0
+        sizes = mailbox.sizes(todo)
+        for batch in plan_batches(todo, sizes, self.settings.mailbox.batch_size,
+                                  self.settings.limits.max_message_bytes):
+            if self.stop.is_set():
+                break
+            handled += self._handle_batch(mailbox, batch, sizes)
+        return handled
+
+    def _handle_batch(self, mailbox: Mailbox, batch: list[int], sizes: dict[int, int]) -> int:
+        limit = self.settings.limits.max_message_bytes
+        small = [uid for uid in batch if sizes.get(uid, 0) <= limit]
+        raws = mailbox.fetch_raw(small)
+        for uid in batch:
+            if self.stop.is_set():
+                return 0
+            source = MessageSource(mailbox.folder.name, mailbox.folder.uidvalidity, uid)
+            if uid in raws:
+                self._handle_one(mailbox, source, raws.pop(uid))
+            else:
+                self._fail(mailbox, source, None, f"too-large: {sizes.get(uid, 0)} bytes "
+                           f"(limit {limit})")
+        return len(batch)
+
+    def _handle_one(self, mailbox: Mailbox, source: MessageSource, raw: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            result = self.service.handle(source, raw, self.clock())
+        except StoreUnavailable:
+            raise  # never mark as done what could not be recorded
+        except Exception as exc:  # noqa: BLE001 - any bug in one mail must not stop the worker
+            log.warning("uid %s: cannot process (%s: %s)", source.uid, type(exc).__name__, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            result = self._fail(mailbox, source, raw, f"error: {type(exc).__name__}: {exc}")
+        _log_result(source, result, started)
+
+    def _fail(self, mailbox: Mailbox, source: MessageSource, raw: bytes | None,
+              reason: str) -> Handled:
+        copied = False
+        try:
+            copied = mailbox.quarantine(source.uid)
+        except CONNECTION_ERRORS as exc:
+            log.warning("uid %s: quarantine copy failed: %s", source.uid, exc)
+        return self.service.record_failure(source, raw, reason, self.clock(), copied)
+
+    def _last_uid(self, folder: str, uidvalidity: int) -> int:
+        checkpoint = self.store.checkpoint(folder)
+        if checkpoint is None:
+            return 0
+        if checkpoint[0] != uidvalidity:
+            log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning, known mail skipped",
+                        folder, checkpoint[0], uidvalidity)
+            self.store.reset_checkpoint(folder, uidvalidity, self.clock())
+            return 0
+        return checkpoint[1]
+
+    def flush(self, store: Store | None = None) -> outbox.FlushReport:
+        """Send due outbox mail (also called by the scheduler, with its own connection)."""
+        return outbox.flush(store or self.store, self.settings, self.clock)
+
+    def escalate(self, store: Store | None = None) -> None:
+        """One escalation pass (see bot.escalation)."""
+        escalation.run_pass(store or self.store, self.settings, self.clock(), dry_run=False)
+
+    def write_heartbeat(self) -> None:
+        """Touch the heartbeat file so a monitor can tell the loop is alive."""
+        if self.settings.bot.heartbeat_file:
+            path = Path(self.settings.bot.heartbeat_file)
+            path.write_text(self.clock().isoformat() + "\n")
+
+    # -- scheduler ------------------------------------------------------------------------
+    def _start_scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(timezone=self.settings.bot.timezone)
+        flush_job = scheduler.add_job(self._job(self.flush), "interval",
+                                      seconds=OUTBOX_RETRY_SECONDS, id="outbox",
+                                      max_instances=1, coalesce=True, next_run_time=utcnow())
+        scheduler.add_job(self._job(self.escalate), "interval",
+                          minutes=self.settings.escalation.check_minutes, id="escalation",
+                          max_instances=1, coalesce=True, next_run_time=utcnow())
+        scheduler.start()
+        self._wake_flush = lambda: flush_job.modify(next_run_time=utcnow())
+        return scheduler
+
+    def _job(self, step: Callable[[Store], object]) -> Callable[[], None]:
+        """Wrap a step for a scheduler thread: its own SQLite connection, errors logged."""
+        local = threading.local()
+
+        def job() -> None:
+            try:
+                if getattr(local, "store", None) is None:
+                    local.store = Store(self.settings.database_path)
+                step(local.store)
+            except Exception as exc:  # noqa: BLE001 - a failing job must not kill the scheduler
+                log.warning("%s failed: %s: %s", step.__name__, type(exc).__name__, exc)
+        job.__name__ = step.__name__
+        return job
+
+
+def plan_batches(uids: list[int], sizes: dict[int, int], max_count: int,
+                 max_message_bytes: int) -> Iterator[list[int]]:
+    """Group UIDs so a batch never holds more than MAX_BATCH_BYTES (a big mail goes alone)."""
+    batch: list[int] = []
+    batch_bytes = 0
+    for uid in uids:
+        size = min(sizes.get(uid, 0), max_message_bytes)
+        if batch and (len(batch) >= max_count or batch_bytes + size > MAX_BATCH_BYTES):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(uid)
+        batch_bytes += size
+    if batch:
+        yield batch
+
+
+def _log_result(source: MessageSource, result: Handled, started: float) -> None:
+    log.info("processed uid=%s outcome=%s ref=%s category=%s language=%s reason=%s ms=%.0f",
+             source.uid, result.outcome.value, result.ref or "-", result.category or "-",
+             result.language or "-", result.reason or "-",
+             (time.perf_counter() - started) * 1000)
