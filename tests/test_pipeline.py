@@ -198,7 +198,7 @@ def test_run_acknowledges_new_mail_within_seconds(tmp_path, imap_server, smtp_se
 def test_imap_restart_and_smtp_outage_are_survived(tmp_path, imap_server, free_port):
     from bot.devmail import SmtpSink
 
-    sink = SmtpSink(deliver_into=None)
+    sink = SmtpSink(port=free_port)
     config = write_config(tmp_path, imap_server, None, staff={"notify": []},
                           smtp={"host": "127.0.0.1", "port": free_port})
     log = tmp_path / "worker.log"
@@ -213,8 +213,7 @@ def test_imap_restart_and_smtp_outage_are_survived(tmp_path, imap_server, free_p
         # SMTP is down (nothing listens on free_port): the acknowledgement waits in the outbox.
         wait_until(lambda: scalar(db, "SELECT attempts FROM outbox") or 0, 30, "a send attempt")
         assert scalar(db, "SELECT status FROM outbox") == "pending"
-        sink.port = free_port
-        _start_on(sink, free_port)
+        sink.start()
         received = sink.wait_for(1, timeout=60)
         assert len(received) == 1
         wait_until(lambda: scalar(db, "SELECT status FROM outbox") == "sent", 10, "sent mark")
@@ -223,15 +222,6 @@ def test_imap_restart_and_smtp_outage_are_survived(tmp_path, imap_server, free_p
         worker.wait(timeout=20)
         sink.stop()
     assert len(sink.received) == 1  # sent once, not again
-
-
-def _start_on(sink, port: int) -> None:
-    from aiosmtpd.controller import Controller
-
-    from bot.devmail import _RecordingHandler
-
-    sink._controller = Controller(_RecordingHandler(sink), hostname="127.0.0.1", port=port)
-    sink._controller.start()
 
 
 def test_crash_in_the_middle_of_a_batch_loses_nothing(tmp_path, imap_server, smtp_server):

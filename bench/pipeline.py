@@ -1,0 +1,122 @@
+"""End-to-end throughput benchmark: 2,000 mixed mails in Dovecot -> `inquiry-bot once`.
+
+Prints, from one run: messages/second end to end (ingest -> ticket -> acknowledgement
+accepted by SMTP), the raw floor on the same machine (fetch all + send all, no
+processing), their ratio, and the peak RSS of the `once` process.
+
+    .venv/bin/python bench/pipeline.py [--count 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiosmtplib
+from imapclient import IMAPClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+
+from botenv import BOT, bot_env, customer_mail, scalar, write_config  # noqa: E402
+from mailservers import PASSWORD, make_imap_server  # noqa: E402
+
+from bot.devmail import SmtpSink  # noqa: E402
+
+SAMPLES = [
+    ("Please delete my account", "Hello, please delete my account and all data you hold."),
+    ("Question about my data", "How long do you keep my purchase history?"),
+    ("Wrong address", "My address on file is wrong, please correct it to 1-2-3 Shibuya."),
+    ("Request for my data", "Please send me a copy of all personal data you hold about me."),
+    ("Complaint", "I am very unhappy: you sent my data to a third party without asking."),
+    ("xoa tai khoan", "Chao ban, toi muon xoa tai khoan cua toi. Cam on."),
+    ("Yêu cầu cung cấp dữ liệu", "Xin chào, tôi muốn biết công ty đang lưu giữ những dữ liệu "
+     "cá nhân nào của tôi."),
+    ("Out of Office", "I am away until Monday."),
+]
+
+
+def load_mailbox(server, count: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with server.session(BOT) as client:
+        for i in range(count):
+            subject, body = rng.choice(SAMPLES)
+            headers = {"Auto-Submitted": "auto-replied"} if subject == "Out of Office" else {}
+            client.append("INBOX", customer_mail(subject, f"{body}\n#{i}",
+                                                 sender=f"c{i}@example.org", headers=headers))
+
+
+def raw_floor(server, sink: SmtpSink) -> tuple[float, int]:
+    """Fetch every message and send each one unchanged: the I/O-only floor."""
+    started = time.perf_counter()
+    with IMAPClient(server.host, port=server.port, ssl=False) as client:
+        client.login(BOT, PASSWORD)
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["ALL"])
+        raws = []
+        for start in range(0, len(uids), 50):
+            data = client.fetch(uids[start:start + 50], ["BODY.PEEK[]"])
+            raws.extend(bytes(item[b"BODY[]"]) for item in data.values())
+    asyncio.run(_send_all(sink, raws))
+    return time.perf_counter() - started, len(raws)
+
+
+async def _send_all(sink: SmtpSink, raws: list[bytes]) -> None:
+    async with aiosmtplib.SMTP(hostname=sink.host, port=sink.port, start_tls=False) as smtp:
+        for raw in raws:
+            await smtp.sendmail(BOT, ["someone@example.org"], raw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        server = make_imap_server(tmp_path / "imap")
+        server.add_user(BOT, PASSWORD)
+        server.start()
+        sink = SmtpSink()
+        sink.start()
+        try:
+            load_mailbox(server, args.count)
+            floor_seconds, floor_count = raw_floor(server, sink)
+            sink.clear()
+            config = write_config(tmp_path, server, sink, staff={"notify": []},
+                                  limits={"auto_replies_per_hour": 100000})
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "once"],
+                           check=True, env=bot_env(), cwd=ROOT, stderr=subprocess.DEVNULL)
+            seconds = time.perf_counter() - started
+            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            db = tmp_path / "state" / "tickets.db"
+            report(args.count, seconds, floor_count, floor_seconds, peak_kb, server.kind,
+                   scalar(db, "SELECT count(*) FROM tickets"), len(sink.received))
+        finally:
+            sink.stop()
+            server.stop()
+
+
+def report(count: int, seconds: float, floor_count: int, floor_seconds: float, peak_kb: int,
+           kind: str, tickets: int, acks: int) -> None:
+    pipeline_rate = count / seconds
+    floor_rate = floor_count / floor_seconds
+    print(f"server                 : {kind}")
+    print(f"messages               : {count} ({tickets} tickets, {acks} acknowledgements sent)")
+    print(f"pipeline (once)        : {seconds:.2f} s = {pipeline_rate:.0f} msg/s "
+          f"(includes interpreter start-up)")
+    print(f"raw floor (fetch+send) : {floor_seconds:.2f} s = {floor_rate:.0f} msg/s")
+    print(f"ratio                  : {pipeline_rate / floor_rate:.0%} of the raw floor "
+          f"(target >= 30%)")
+    print(f"peak RSS of `once`     : {peak_kb / 1024:.0f} MB (target < 200 MB)")
+
+
+if __name__ == "__main__":
+    main()

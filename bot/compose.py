@@ -1,0 +1,495 @@
+"""Mail the bot sends: jinja2 templates -> :class:`email.message.EmailMessage`. PURE.
+
+Each mail is written ONCE per language (``templates/replies/<lang>/<name>.j2``) and rendered
+twice from the same context: by ``layout.txt.j2`` (no escaping) and by ``layout.html.j2``
+(autoescaped). Wording therefore never drifts between the text and HTML parts. A bilingual
+mail renders the same template for Vietnamese, then English, inside one layout.
+
+Customer-controlled values (subject, display name, text, file names) are only ever *data*:
+they are cleaned of control and bidi characters, never used as template source, escaped in
+HTML, and headers are written through ``email.policy.SMTP`` after CR/LF removal.
+
+No I/O except reading templates, no clock: times and Message-IDs are passed in.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import textwrap
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime as rfc2822_date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from bot.config import Settings
+from bot.models import BOT_MESSAGE_ID_PREFIX, Category, InboundMail, Language, Triage
+
+# The single word a customer replies with, on its own line, when we got the category wrong.
+WRONG_WORDS: Mapping[Language, str] = {Language.EN: "WRONG", Language.VI: "SAI"}
+VERIFIED_CATEGORIES = frozenset({Category.DISCLOSURE, Category.CORRECTION, Category.DELETION})
+GENERIC_ACK = "ack_generic"
+MAX_REFERENCES = 10
+MAX_SUBJECT = 200
+MAX_QUOTED = 20_000  # characters of customer text quoted in a staff notification
+AUTO_SUBMITTED = ("auto-replied", "auto-generated")
+DEFAULT_SUBJECT: Mapping[Language, str] = {
+    Language.EN: "Your privacy inquiry",
+    Language.VI: "Yêu cầu của Quý khách về thông tin cá nhân",
+}
+
+_EN_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+              "September", "October", "November", "December")
+_VI_ZONES = {"Asia/Tokyo": "giờ Nhật Bản", "Asia/Ho_Chi_Minh": "giờ Việt Nam"}
+# Controls, bidi embeddings/overrides/isolates and Unicode line separators: a header or a
+# single-line value must not break lines or visually reorder text (RTL spoofing).
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI_CHARS = re.compile(f"[{_BIDI}]")
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+_REPLY_PREFIX = re.compile(
+    r"^\s*(?:re|aw|sv|fwd?|fw|tl|tr|trả\s+lời|chuyển\s+tiếp|返信|転送)\s*(?:\[\d+\])?\s*[:：]\s*",
+    re.IGNORECASE)
+_MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_NBSP = "\u00a0"  # textwrap only breaks at ASCII whitespace
+_BLOCK_TAG = re.compile(r"<(?:p|div|ul|ol|h\d|blockquote|table|pre)\b")
+
+
+# -- small pure helpers --------------------------------------------------------------------
+
+def clean_line(value: str | None, limit: int | None = None) -> str:
+    """One safe line: NFC, no control/bidi/line-separator characters, whitespace collapsed."""
+    text = _BIDI_CHARS.sub("", unicodedata.normalize("NFC", value or ""))
+    text = _LINE_BREAKING.sub(" ", text)
+    text = " ".join(text.split())
+    return text[:limit].rstrip() if limit else text
+
+
+def clean_text(value: str | None) -> str:
+    """Multi-line text kept readable: newlines and tabs stay, other controls and bidi go."""
+    text = unicodedata.normalize("NFC", value or "").replace("\r\n", "\n").replace("\r", "\n")
+    return _UNSAFE_TEXT.sub("", text)
+
+
+def is_wrong_reply(text: str) -> bool:
+    """True when a line of the customer's new text is only a word of :data:`WRONG_WORDS`."""
+    words = {word.casefold() for word in WRONG_WORDS.values()}
+    for line in text.splitlines():
+        if line.lstrip().startswith(">"):
+            continue  # quoted text is not what the customer wrote now
+        if line.strip().strip(".!*_\"'").casefold() in words:
+            return True
+    return False
+
+
+def ticket_subject(ref: str, original_subject: str, language: Language = Language.EN) -> str:
+    """``[REF] subject`` without Re:/Fwd:/Trả lời: pile-up or an earlier ``[REF]`` tag."""
+    subject = bare_subject(ref, original_subject) or DEFAULT_SUBJECT[language]
+    return f"[{clean_line(ref)}] {subject}"
+
+
+def bare_subject(ref: str, original_subject: str) -> str:
+    """The subject without reply/forward prefixes and tags of our ref series ("" if none)."""
+    prefix = re.escape(ref.rpartition("-")[0] or ref)
+    tag = re.compile(rf"^\s*\[{prefix}-\d+\]\s*")
+    subject = clean_line(original_subject)
+    previous = None
+    while subject != previous:
+        previous = subject
+        subject = tag.sub("", _REPLY_PREFIX.sub("", subject))
+    return clean_line(subject, MAX_SUBJECT)
+
+
+def make_message_id(domain: str, token: str | None = None) -> str:
+    """A fresh ``<random@domain>``; ``token`` (e.g. a signed value) replaces the random part."""
+    if not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"not a mail domain: {domain!r}")
+    local = BOT_MESSAGE_ID_PREFIX + (token if token is not None else secrets.token_hex(16))
+    if not _TOKEN.fullmatch(local):
+        raise ValueError(f"not a safe Message-ID token: {local!r}")
+    return f"<{local}@{domain}>"
+
+
+def thread_references(references: Sequence[str], in_reply_to: str | None) -> list[str]:
+    """The customer's References plus the Message-ID we answer, valid ids only, at most 10.
+
+    Over the cap we keep the thread root and the newest ids (RFC 5322 3.6.4).
+    """
+    ids: list[str] = []
+    for value in [*references, in_reply_to or ""]:
+        msgid = _normal_msgid(value)
+        if msgid and msgid not in ids:
+            ids.append(msgid)
+    if len(ids) > MAX_REFERENCES:
+        ids = [ids[0], *ids[-(MAX_REFERENCES - 1):]]
+    return ids
+
+
+def _normal_msgid(value: str | None) -> str | None:
+    value = (value or "").strip()
+    if value and not value.startswith("<"):
+        value = f"<{value}>"
+    return value if _MSGID.fullmatch(value) else None
+
+
+def format_datetime(moment: datetime, language: Language | str) -> str:
+    """en ``24 November 2026, 12:00 (JST)``; vi ``12:00 ngày 24/11/2026 (giờ Nhật Bản)``."""
+    if language == Language.VI:
+        zone = _VI_ZONES.get(getattr(moment.tzinfo, "key", ""), f"giờ {moment.tzname()}")
+        return f"{moment:%H:%M} ngày {moment:%d/%m/%Y} ({zone})"
+    return f"{format_date(moment, language)}, {moment:%H:%M} ({moment.tzname()})"
+
+
+def format_date(moment: datetime, language: Language | str) -> str:
+    """en ``8 December 2026``; vi ``08/12/2026`` (templates write "ngày" before it)."""
+    if language == Language.VI:
+        return f"{moment:%d/%m/%Y}"
+    return f"{moment.day} {_EN_MONTHS[moment.month - 1]} {moment.year}"
+
+
+def _aware_or_none(moment: datetime | None) -> datetime | None:
+    return moment if moment is not None and moment.tzinfo is not None else None
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n[... shortened]"
+
+
+def _local(moment: datetime | None, settings: Settings) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass aware UTC times")
+    return moment.astimezone(settings.tz)
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+def _unbroken(formatter: Any) -> Any:
+    """A date filter for the text part whose result is never split by line wrapping."""
+    return lambda moment, language: formatter(moment, language).replace(" ", _NBSP)
+
+
+def _tidy_text(text: str) -> str:
+    """Wrap prose at 76 columns; leave quotes ("> ") and indented lines alone."""
+    lines = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if not line or line.startswith((">", " ")):
+            lines.append(line)
+        elif line.startswith("- "):
+            lines.extend(textwrap.wrap(line, 76, subsequent_indent="  ",
+                                       break_long_words=False, break_on_hyphens=False))
+        else:
+            lines.extend(textwrap.wrap(line, 76, break_long_words=False,
+                                       break_on_hyphens=False))
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+    return text.replace(_NBSP, " ")
+
+
+def _paragraphs(value: str) -> Markup:
+    """HTML blocks from rendered (already escaped) text: blank line = new block,
+    "- " lines = list, other line breaks = ``<br>``."""
+    blocks = []
+    for chunk in re.split(r"\n\s*\n", str(escape(value)).strip()):
+        lines = [line.strip() for line in chunk.strip().splitlines()]
+        if not lines or not lines[0]:
+            continue
+        if _BLOCK_TAG.match(lines[0]):
+            blocks.append("\n".join(lines))
+        elif lines[0].startswith("- "):
+            items = "".join(f"<li>{line[2:]}</li>\n" for line in lines)
+            blocks.append(f"<ul>\n{items}</ul>")
+        else:
+            blocks.append("<p>" + "<br>\n".join(lines) + "</p>")
+    return Markup("\n".join(blocks))
+
+
+def _html_link(url: str, label: str | None = None) -> Markup:
+    if not str(url).startswith(("https://", "http://", "mailto:")):
+        return escape(label or url)
+    return Markup('<a href="%s">%s</a>') % (url, label or url)
+
+
+def _html_quote(text: str) -> Markup:
+    # Newlines become character references so that the block survives _paragraphs intact.
+    body = str(escape(text)).replace("\n", "&#10;")
+    return Markup('<blockquote style="white-space:pre-wrap;border-left:3px solid #ccc;'
+                  f'margin:0;padding-left:1em">{body}</blockquote>')
+
+
+# Template helpers: the same call gives plain text in the text part and markup in the HTML.
+_TEXT_HELPERS = {
+    "strong": str,
+    "link": lambda url, label=None: str(label or url),
+    "quote": lambda text: "\n".join(f"> {line}" for line in str(text).splitlines()) or ">",
+    "when": _unbroken(format_datetime), "day": _unbroken(format_date),
+}
+_HTML_HELPERS = {
+    "strong": lambda value: Markup("<strong>%s</strong>") % value,
+    "link": _html_link, "quote": _html_quote, "when": format_datetime, "day": format_date,
+}
+
+
+@lru_cache(maxsize=8)
+def _environments(templates_dir: Path) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """(text, html) environments over one template folder; html autoescapes everything."""
+    loader = jinja2.FileSystemLoader(str(templates_dir))
+    envs = []
+    for autoescape, helpers in ((False, _TEXT_HELPERS), (True, _HTML_HELPERS)):
+        env = jinja2.Environment(loader=loader, autoescape=autoescape,
+                                 undefined=jinja2.StrictUndefined, trim_blocks=True,
+                                 lstrip_blocks=True, keep_trailing_newline=True)
+        env.globals.update(strong=helpers["strong"], link=helpers["link"],
+                           quote=helpers["quote"])
+        env.filters.update(when=helpers["when"], day=helpers["day"], paragraphs=_paragraphs)
+        envs.append(env)
+    return envs[0], envs[1]
+
+
+def render(templates_dir: Path, name: str, language: Language, context: Mapping[str, Any],
+           *, bilingual: bool = False) -> tuple[str, str]:
+    """Render ``<lang>/<name>.j2`` as (text, html); bilingual = Vietnamese, then English."""
+    languages = [Language.VI, Language.EN] if bilingual else [Language(language)]
+    data = {**context, "mail_name": name, "languages": [lang.value for lang in languages]}
+    text_env, html_env = _environments(Path(templates_dir))
+    text = text_env.get_template("layout.txt.j2").render(data)
+    html = html_env.get_template("layout.html.j2").render(data)
+    return _tidy_text(text), html
+
+
+def plain_text(message: EmailMessage) -> str:
+    """The text/plain body of a message built here (for the ``messages`` table)."""
+    part = message.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
+
+
+# -- building messages ---------------------------------------------------------------------
+
+def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subject: str,
+               text: str, html: str | None, message_id: str, date: datetime,
+               in_reply_to: str | None, references: Sequence[str],
+               languages: Sequence[Language], auto_submitted: str,
+               reply_to: str | None = None,
+               extra_headers: Mapping[str, str] | None = None) -> EmailMessage:
+    """A UTF-8 text (+ optional HTML alternative) mail with the DESIGN.md headers."""
+    if auto_submitted not in AUTO_SUBMITTED:
+        raise ValueError(f"Auto-Submitted must be one of {AUTO_SUBMITTED}")
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = _address(from_addr, from_name)
+    recipients = [to] if isinstance(to, str) else list(to)
+    msg["To"] = [_address(addr) for addr in recipients]
+    if reply_to:
+        msg["Reply-To"] = _address(reply_to)
+    msg["Subject"] = clean_line(subject)
+    msg["Date"] = rfc2822_date(date)
+    own_id = _normal_msgid(message_id)
+    if own_id is None:
+        raise ValueError(f"not a Message-ID: {message_id!r}")
+    msg["Message-ID"] = own_id
+    parent = _normal_msgid(in_reply_to)
+    if parent:
+        msg["In-Reply-To"] = parent
+    chain = thread_references(references, in_reply_to)
+    if chain:
+        msg["References"] = " ".join(chain)
+    msg["Auto-Submitted"] = auto_submitted
+    msg["X-Auto-Response-Suppress"] = "All"
+    for name, value in (extra_headers or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+            raise ValueError(f"bad header name: {name!r}")
+        msg[name] = clean_line(value)
+    msg.set_content(text, charset="utf-8")
+    if html:
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+    # Set after the body: add_alternative moves Content-* headers into the first part.
+    msg["Content-Language"] = ", ".join(Language(lang).value for lang in languages)
+    return msg
+
+
+def _address(addr: str, display_name: str = "") -> Address:
+    """A header address; ValueError for anything we cannot write as plain ASCII SMTP."""
+    try:
+        address = Address(display_name=clean_line(display_name), addr_spec=clean_line(addr))
+        if not address.domain or not address.addr_spec.isascii():
+            raise ValueError("no domain or not ASCII")
+    except (ValueError, IndexError) as exc:  # email's header defects are ValueErrors
+        raise ValueError(f"unusable mail address {addr!r}: {exc}") from None
+    return address
+
+
+@dataclass(frozen=True)
+class CustomerThread:
+    """Who a customer mail goes to and which conversation it continues."""
+
+    ref: str
+    language: Language
+    customer_email: str
+    customer_name: str = ""
+    original_subject: str = ""
+    in_reply_to: str | None = None  # the customer's Message-ID
+    references: tuple[str, ...] = ()
+    bilingual: bool = False
+
+
+def _base_context(settings: Settings) -> dict[str, Any]:
+    return {
+        "company_name": settings.bot.company_name,
+        "bot_address": settings.bot.address,
+        "policy_url": settings.bot.policy_url,
+        "wrong_words": {lang.value: word for lang, word in WRONG_WORDS.items()},
+    }
+
+
+def customer_mail(settings: Settings, thread: CustomerThread, name: str,
+                  context: Mapping[str, Any], *, message_id: str, date: datetime,
+                  auto_submitted: str = "auto-replied") -> EmailMessage:
+    """Render template ``name`` for ``thread`` and wrap it as a threaded reply."""
+    data = {
+        **_base_context(settings), "ref": clean_line(thread.ref),
+        "customer_name": clean_line(thread.customer_name, 100),
+        "customer_email": clean_line(thread.customer_email),
+        "original_subject": bare_subject(thread.ref, thread.original_subject),
+        **{key: _local(value, settings) if isinstance(value, datetime) else value
+           for key, value in context.items()},
+    }
+    text, html = render(settings.templates_path, name, thread.language, data,
+                        bilingual=thread.bilingual)
+    languages = [Language.VI, Language.EN] if thread.bilingual else [thread.language]
+    first = languages[0]
+    return build_mail(
+        from_name=settings.bot.display_name, from_addr=settings.bot.address,
+        to=thread.customer_email,
+        subject=ticket_subject(thread.ref, thread.original_subject, first),
+        text=text, html=html, message_id=message_id, date=date,
+        in_reply_to=thread.in_reply_to, references=thread.references, languages=languages,
+        auto_submitted=auto_submitted)
+
+
+def acknowledgement(settings: Settings, *, ref: str, category: Category | None,
+                    language: Language, bilingual: bool, customer_name: str,
+                    customer_email: str, original_subject: str, received_at: datetime,
+                    due_at: datetime, verification_code: str | None,
+                    code_expires_at: datetime | None, in_reply_to: str | None,
+                    references: Sequence[str], message_id: str,
+                    date: datetime) -> EmailMessage:
+    """The first reply to a new ticket; ``category=None`` sends the generic one."""
+    verification = None
+    if category in VERIFIED_CATEGORIES:
+        if not verification_code or code_expires_at is None:
+            raise ValueError(f"{category} acknowledgement needs a code and its expiry")
+        verification = {"code": clean_line(verification_code),
+                        "expires_at": _local(code_expires_at, settings),
+                        "max_attempts": settings.verification.max_attempts}
+    context = {
+        "category": category.value if category else None, "received_at": received_at,
+        "due_at": due_at, "verification": verification,
+        "complaints_owner": settings.bot.complaints_owner,
+        "fee": settings.disclosure.fee,
+        "payment_instructions": settings.disclosure.payment_instructions,
+    }
+    thread = CustomerThread(ref, language, customer_email, customer_name, original_subject,
+                            in_reply_to, tuple(references), bilingual)
+    name = f"ack_{category.value}" if category else GENERIC_ACK
+    return customer_mail(settings, thread, name, context, message_id=message_id, date=date)
+
+
+def verification_confirmed(settings: Settings, thread: CustomerThread, *, due_at: datetime,
+                           message_id: str, date: datetime) -> EmailMessage:
+    """Identity confirmed by code (or by staff): what happens next."""
+    return customer_mail(settings, thread, "verify_confirmed", {"due_at": due_at},
+                         message_id=message_id, date=date)
+
+
+def verification_wrong_code(settings: Settings, thread: CustomerThread, *, tries_left: int,
+                            message_id: str, date: datetime) -> EmailMessage:
+    """The code did not match; ``tries_left`` more attempts are allowed."""
+    return customer_mail(settings, thread, "verify_wrong_code", {"tries_left": tries_left},
+                         message_id=message_id, date=date)
+
+
+def verification_failed(settings: Settings, thread: CustomerThread, *, expired: bool,
+                        message_id: str, date: datetime) -> EmailMessage:
+    """Too many wrong codes (``expired=False``) or the code expired: how to start again."""
+    return customer_mail(settings, thread, "verify_failed", {"expired": expired},
+                         message_id=message_id, date=date)
+
+
+def verification_reminder(settings: Settings, thread: CustomerThread, *,
+                          code_expires_at: datetime, verification_code: str | None = None,
+                          message_id: str, date: datetime) -> EmailMessage:
+    """One reminder; repeats the code only when the caller still has it (e.g. a new one)."""
+    context = {"code_expires_at": code_expires_at,
+               "verification_code": clean_line(verification_code) or None}
+    return customer_mail(settings, thread, "verify_reminder", context,
+                         message_id=message_id, date=date)
+
+
+def closed_unverified(settings: Settings, thread: CustomerThread, *, message_id: str,
+                      date: datetime) -> EmailMessage:
+    """The ticket closed because identity was never confirmed: how to start again."""
+    return customer_mail(settings, thread, "closed_unverified", {},
+                         message_id=message_id, date=date)
+
+
+def followup_added(settings: Settings, thread: CustomerThread, *, due_at: datetime,
+                   message_id: str, date: datetime) -> EmailMessage:
+    """Short note: a follow-up was added to the existing ticket."""
+    return customer_mail(settings, thread, "followup_added", {"due_at": due_at},
+                         message_id=message_id, date=date)
+
+
+def too_large(settings: Settings, thread: CustomerThread, *, received_at: datetime,
+              message_id: str, date: datetime) -> EmailMessage:
+    """Acknowledge a mail over ``limits.max_message_bytes`` that we could not read."""
+    max_mb = max(1, round(settings.limits.max_message_bytes / (1024 * 1024)))
+    context = {"received_at": received_at, "max_mb": max_mb}
+    return customer_mail(settings, thread, "too_large", context,
+                         message_id=message_id, date=date)
+
+
+def staff_notification(settings: Settings, *, ref: str, triage: Triage, mail: InboundMail,
+                       due_at: datetime, verification_status: str, to: Sequence[str],
+                       message_id: str, date: datetime, received_at: datetime | None = None,
+                       followup: bool = False, reply_to: str | None = None,
+                       in_reply_to: str | None = None,
+                       references: Sequence[str] = ()) -> EmailMessage:
+    """Tell staff about a new ticket or a follow-up, and how to act on it (English)."""
+    context = {
+        **_base_context(settings), "ref": clean_line(ref), "followup": followup,
+        "category": triage.category.value, "language": triage.language.value,
+        "bilingual": triage.bilingual, "confidence": round(triage.confidence * 100),
+        "cues": [clean_line(cue, 80) for cue in triage.cues],
+        "needs_review": triage.needs_review,
+        "due_at": _local(due_at, settings),
+        "received_at": _local(received_at or _aware_or_none(mail.date), settings),
+        "verification_status": clean_line(verification_status),
+        "customer_name": clean_line(mail.from_name, 100),
+        "customer_email": clean_line(mail.from_addr), "subject": clean_line(mail.subject, 300),
+        "new_text": _shortened(clean_text(mail.new_text).strip(), MAX_QUOTED),
+        "attachments": [{"filename": clean_line(a.filename, 200),
+                         "content_type": clean_line(a.content_type, 100), "size": a.size}
+                        for a in mail.attachments],
+    }
+    text, html = render(settings.templates_path, "staff_notification", Language.EN, context)
+    label = "Follow-up" if followup else f"New {triage.category.value}"
+    review = " NEEDS REVIEW" if triage.needs_review else ""
+    bare = bare_subject(ref, mail.subject) or "(no subject)"
+    return build_mail(
+        from_name=settings.bot.display_name, from_addr=settings.bot.address, to=to,
+        subject=f"[{clean_line(ref)}] {label}{review} ({triage.language.value}): {bare}",
+        text=text, html=html, message_id=message_id, date=date,
+        in_reply_to=in_reply_to, references=references, languages=[Language.EN],
+        auto_submitted="auto-generated", reply_to=reply_to)
