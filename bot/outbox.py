@@ -36,7 +36,7 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def flush(store: Store, settings: Settings, clock: Callable[[], datetime],
-          batch: int = 100) -> FlushReport:
+          batch: int = 500) -> FlushReport:
     """Send every due pending mail, in batches over one SMTP session each."""
     totals = FlushReport()
     with _flush_lock:
