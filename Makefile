@@ -24,6 +24,9 @@ run: $(STAMP)
 once: $(STAMP)
 	$(BIN)/inquiry-bot once
 
+admin: $(STAMP)  ## datasette on the ticket database, 127.0.0.1:8001, read-only
+	$(BIN)/inquiry-bot admin
+
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench
 
@@ -31,6 +34,11 @@ bench: $(STAMP)  ## benchmarks; figures go into README.md
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/triage_eval.py
 	$(BIN)/python bench/classify_speed.py
+	$(BIN)/python bench/escalation_scale.py
+
+chaos: $(STAMP)  ## long fault runs: 500 mails/10 SIGKILLs, IMAP down 30 s + SMTP 60 s, 5000 fuzz cases
+	INQUIRY_BOT_CHAOS=1 HYPOTHESIS_PROFILE=chaos $(BIN)/python -m pytest -q -s \
+		tests/test_chaos.py tests/test_fuzz.py tests/test_hostile_mail.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

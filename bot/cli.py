@@ -62,8 +62,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="embedded local mail system + sample mail")
     demo.add_argument("--exit-after-samples", action="store_true",
                       help="stop once every sample is answered (for tests)")
+    demo.add_argument("--dir", type=Path, default=None,
+                      help="folder for the demo config, database and log (default: state/demo)")
     demo.set_defaults(handler=cmd_demo)
+
+    check = commands.add_parser("check", help="validate config, mail servers, database, "
+                                "templates; exit 0 only if all pass")
+    check.set_defaults(handler=cmd_check)
+    _add_admin_commands(commands)
     return parser
+
+
+def _add_admin_commands(commands: argparse._SubParsersAction) -> None:
+    """Admin view and data-protection commands; their handlers live in bot.admin/bot.audit."""
+    from bot import admin, audit
+
+    serve = commands.add_parser("admin", help="datasette on the ticket database (read-only)")
+    serve.add_argument("--host", help="bind address (default: admin.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: admin.port, 8001)")
+    serve.set_defaults(handler=admin.cmd_admin)
+    export = commands.add_parser("export", help="a ticket's full history as JSON")
+    export.add_argument("ref", metavar="REF")
+    export.set_defaults(handler=audit.cmd_export)
+    purge = commands.add_parser("purge", help="redact tickets closed longer than "
+                                "retention.days_after_close")
+    purge.add_argument("--dry-run", action="store_true", help="list, change nothing")
+    purge.set_defaults(handler=audit.cmd_purge)
+    forget = commands.add_parser("forget", help="redact everything about one customer")
+    forget.add_argument("email", metavar="EMAIL")
+    forget.add_argument("--force", action="store_true",
+                        help="also when a ticket is open (it is closed)")
+    forget.set_defaults(handler=audit.cmd_forget)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -131,7 +160,7 @@ def cmd_escalate(args: argparse.Namespace) -> int:
     settings = settings_for(args, require_secrets=not args.dry_run)
     store = Store(settings.database_path)
     try:
-        lines = escalation.run_pass(store, settings, args.now or utcnow(), dry_run=args.dry_run)
+        lines = escalation.run_all(store, settings, args.now or utcnow(), dry_run=args.dry_run)
     finally:
         store.close()
     for line in lines:
@@ -142,7 +171,15 @@ def cmd_escalate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    return run_demo(exit_after_samples=args.exit_after_samples)
+    return run_demo(exit_after_samples=args.exit_after_samples, directory=args.dir)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bot.check import exit_code, format_report, run_checks
+
+    findings = run_checks(resolve_config_path(args.config))
+    print(format_report(findings))
+    return exit_code(findings)
 
 
 def _optional_settings(args: argparse.Namespace) -> Settings | None:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import re
 import secrets
-import textwrap
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
+from email.errors import HeaderParseError
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime as rfc2822_date
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ GENERIC_ACK = "ack_generic"
 MAX_REFERENCES = 10
 MAX_SUBJECT = 200
 MAX_QUOTED = 20_000  # characters of customer text quoted in a staff notification
-AUTO_SUBMITTED = ("auto-replied", "auto-generated")
+# "no" (RFC 3834): a human wrote it, e.g. a staff answer the bot relays to the customer.
+AUTO_SUBMITTED = ("auto-replied", "auto-generated", "no")
 DEFAULT_SUBJECT: Mapping[Language, str] = {
     Language.EN: "Your privacy inquiry",
     Language.VI: "Yêu cầu của Quý khách về thông tin cá nhân",
@@ -182,19 +183,36 @@ def _unbroken(formatter: Any) -> Any:
     return lambda moment, language: formatter(moment, language).replace(" ", _NBSP)
 
 
+def wrap_words(line: str, width: int, indent: str = "") -> list[str]:
+    """Greedy wrap on plain spaces only (NBSP keeps dates together; long words stay whole).
+
+    textwrap does the same but was the largest cost of rendering an acknowledgement.
+    """
+    out: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        if not word:
+            continue
+        candidate = f"{current} {word}" if current else (indent if out else "") + word
+        if current and len(candidate) > width:
+            out.append(current)
+            current = indent + word
+        else:
+            current = candidate
+    if current:
+        out.append(current)
+    return out
+
+
 def _tidy_text(text: str) -> str:
     """Wrap prose at 76 columns; leave quotes ("> ") and indented lines alone."""
     lines = []
     for line in text.splitlines():
         line = line.rstrip()
-        if not line or line.startswith((">", " ")):
+        if len(line) <= 76 or line.startswith((">", " ")):
             lines.append(line)
-        elif line.startswith("- "):
-            lines.extend(textwrap.wrap(line, 76, subsequent_indent="  ",
-                                       break_long_words=False, break_on_hyphens=False))
         else:
-            lines.extend(textwrap.wrap(line, 76, break_long_words=False,
-                                       break_on_hyphens=False))
+            lines.extend(wrap_words(line, 76, "  " if line.startswith("- ") else ""))
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
     return text.replace(_NBSP, " ")
 
@@ -276,6 +294,20 @@ def plain_text(message: EmailMessage) -> str:
     return part.get_content() if part is not None else ""
 
 
+class _CachedHeaderRegistry(HeaderRegistry):
+    """The stdlib builds a new header class on every lookup; build each one once.
+
+    That lookup was the largest single cost of composing a mail (see bench/pipeline.py).
+    """
+
+    @cache  # noqa: B019 - one registry for the process, never freed
+    def __getitem__(self, name: str) -> type:
+        return super().__getitem__(name)
+
+
+_SMTP_POLICY = policy.SMTP.clone(header_factory=_CachedHeaderRegistry())
+
+
 # -- building messages ---------------------------------------------------------------------
 
 def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subject: str,
@@ -287,7 +319,7 @@ def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subje
     """A UTF-8 text (+ optional HTML alternative) mail with the DESIGN.md headers."""
     if auto_submitted not in AUTO_SUBMITTED:
         raise ValueError(f"Auto-Submitted must be one of {AUTO_SUBMITTED}")
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=_SMTP_POLICY)
     msg["From"] = _address(from_addr, from_name)
     recipients = [to] if isinstance(to, str) else list(to)
     msg["To"] = [_address(addr) for addr in recipients]
@@ -311,9 +343,10 @@ def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subje
         if not re.fullmatch(r"[A-Za-z0-9-]+", name):
             raise ValueError(f"bad header name: {name!r}")
         msg[name] = clean_line(value)
-    msg.set_content(text, charset="utf-8")
+    # An explicit transfer encoding skips the stdlib's try-every-encoding heuristic.
+    msg.set_content(text, charset="utf-8", cte="quoted-printable")
     if html:
-        msg.add_alternative(html, subtype="html", charset="utf-8")
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     # Set after the body: add_alternative moves Content-* headers into the first part.
     msg["Content-Language"] = ", ".join(Language(lang).value for lang in languages)
     return msg
@@ -325,9 +358,18 @@ def _address(addr: str, display_name: str = "") -> Address:
         address = Address(display_name=clean_line(display_name), addr_spec=clean_line(addr))
         if not address.domain or not address.addr_spec.isascii():
             raise ValueError("no domain or not ASCII")
-    except (ValueError, IndexError) as exc:  # email's header defects are ValueErrors
+    except (ValueError, IndexError, HeaderParseError) as exc:  # e.g. "@b" -> HeaderParseError
         raise ValueError(f"unusable mail address {addr!r}: {exc}") from None
     return address
+
+
+def is_sendable_address(addr: str) -> bool:
+    """True if ``addr`` can be written into a To: header (see :func:`_address`)."""
+    try:
+        _address(addr)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -76,12 +76,15 @@ class SmtpSection:
 @dataclass(frozen=True)
 class StorageSection:
     database: str = "state/tickets.db"
+    max_page_count: int = 0  # 0 = unlimited; a small value simulates a full disk (tests)
 
 
 @dataclass(frozen=True)
 class StaffSection:
     addresses: list[str] = field(default_factory=list)
     notify: list[str] = field(default_factory=list)
+    token_secret_env: str = "INQUIRY_BOT_STAFF_TOKEN_SECRET"
+    trusted_authserv_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class LimitsSection:
     auto_replies_per_hour: int = 5
     auto_replies_per_ticket_per_day: int = 5
     max_message_bytes: int = 25 * 1024 * 1024
+    too_large_action: str = "acknowledge"  # acknowledge | quarantine
 
 
 @dataclass(frozen=True)
@@ -142,11 +146,14 @@ class DisclosureSection:
 @dataclass(frozen=True)
 class TicketsSection:
     reopen_days: int = 30
+    followup_note_hours: int = 0
 
 
 @dataclass(frozen=True)
 class AdminSection:
     base_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8001
 
 
 @dataclass(frozen=True)
@@ -176,8 +183,10 @@ class Settings:
     config_path: Path = Path("config.toml")
     database_path: Path = Path("state/tickets.db")
     templates_path: Path = DEFAULT_TEMPLATES_DIR
+    heartbeat_path: Path | None = None
     imap_password: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
+    staff_token_secret: str = field(default="", repr=False)
 
     @property
     def bot_domain(self) -> str:
@@ -188,9 +197,10 @@ class Settings:
         return ZoneInfo(self.bot.timezone)
 
 
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name.islower()
-             and f.name not in {"config_path", "database_path", "templates_path",
-                                "imap_password", "smtp_password"}}
+# Settings fields filled in at load time; every other field is a config section.
+_RESOLVED = frozenset({"config_path", "database_path", "templates_path", "heartbeat_path",
+                       "imap_password", "smtp_password", "staff_token_secret"})
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name not in _RESOLVED}
 
 
 def resolve_config_path(explicit: str | None) -> Path:
@@ -219,7 +229,9 @@ def settings_from_dict(data: dict[str, Any], path: Path, environ: typing.Mapping
                         database_path=_relative_to(base, sections["storage"].database),
                         templates_path=(_relative_to(base, sections["bot"].templates_dir)
                                         if sections["bot"].templates_dir
-                                        else DEFAULT_TEMPLATES_DIR))
+                                        else DEFAULT_TEMPLATES_DIR),
+                        heartbeat_path=(_relative_to(base, sections["bot"].heartbeat_file)
+                                        if sections["bot"].heartbeat_file else None))
     _check_values(settings)
     return dataclasses.replace(
         settings,
@@ -227,7 +239,17 @@ def settings_from_dict(data: dict[str, Any], path: Path, environ: typing.Mapping
                               settings.mailbox.password_env, environ, require_secrets),
         smtp_password=_secret("smtp", settings.smtp.password, settings.smtp.password_env,
                               environ, require_secrets and bool(settings.smtp.username)),
+        staff_token_secret=_staff_token_secret(settings.staff, environ),
     )
+
+
+def _staff_token_secret(staff: StaffSection, environ: typing.Mapping[str, str]) -> str:
+    """The HMAC secret of staff routing addresses; "" disables them (see README)."""
+    value = environ.get(staff.token_secret_env, "") if staff.token_secret_env else ""
+    if value and len(value) < 16:
+        raise ConfigError(f"staff.token_secret_env: {staff.token_secret_env} must hold at "
+                          "least 16 characters (a random secret)")
+    return value
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -318,6 +340,11 @@ def _check_values(s: Settings) -> None:
                           f"{s.escalation.digest_time!r}")
     if not 0.0 <= s.triage.review_threshold <= 1.0:
         raise ConfigError("triage.review_threshold: must be between 0 and 1")
+    if s.limits.too_large_action not in ("acknowledge", "quarantine"):
+        raise ConfigError("limits.too_large_action: must be 'acknowledge' or 'quarantine', "
+                          f"got {s.limits.too_large_action!r}")
+    if s.storage.max_page_count < 0:
+        raise ConfigError("storage.max_page_count: must be 0 (unlimited) or positive")
 
 
 def _check_positive(s: Settings) -> None:

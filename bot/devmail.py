@@ -430,5 +430,6 @@ class SmtpSink:
 
         ok = (isinstance(auth_data, LoginPassword) and self.credentials is not None
               and self.credentials.get(auth_data.login.decode()) == auth_data.password.decode())
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself (True would leave the client hanging)
+        return AuthResult(success=ok, handled=False)
 

@@ -1,83 +1,308 @@
-"""Overdue scan -> escalation mail through the outbox (planning is pure: escalation_plan).
+"""Overdue scan, daily digest, complaint notice and SLA pauses (planning is pure:
+``escalation_plan``; calendar and deadlines: ``sla``).
 
-Only open, unanswered tickets are read (the ``status, due_at`` index), so a pass costs in
-proportion to the open tickets, not to every ticket ever opened. The new escalation level
-and the outbox mail are written in one transaction: a level is never sent twice, even
-across restarts.
+Only open tickets are read (the ``status, due_at`` index), so a pass costs in proportion to
+the open tickets, not to every ticket ever opened. Every mail is queued in the outbox in the
+same transaction that records it (new ``escalation_level``, digest date in ``job_state``),
+so nothing is sent twice, even across restarts.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import sqlite3
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
 
 from bot import compose
 from bot.config import Settings
 from bot.escalation_plan import (
     EscalationGroup,
     TicketRow,
+    format_age,
+    is_digest_due,
     plan_from_settings,
+    render_digest_text,
     render_escalation_text,
+    ticket_link,
 )
-from bot.models import Language, MessageKind
-from bot.sla import calendar_from_settings, from_iso
+from bot.models import Category, Direction, Language, MessageKind
+from bot.sla import BusinessCalendar, calendar_from_settings, extend_for_waiting, from_iso, to_iso
 from bot.store import Store, utc_iso
 
 log = logging.getLogger(__name__)
 
-ESCALATABLE_STATUSES = ("open", "reopened", "waiting_customer")
+OPEN_STATUSES = ("open", "reopened", "waiting_customer")
+ESCALATABLE_STATUSES = OPEN_STATUSES
 MAX_LEVEL = 3
+DIGEST_STATE_KEY = "digest_last_date"
+DEADLINE_COLUMNS = ("due_at", "escalate_at", "hard_at")
+_ROW_COLUMNS = ("ref, category, customer_email, status, created_at, due_at, escalate_at, "
+                "hard_at, first_response_at, escalation_level, last_activity_at")
+# After ANALYZE, SQLite sees two common statuses and prefers a full scan; with 99% closed
+# tickets that scan is what makes a pass slow. The status index keeps the cost at the open
+# tickets whatever the statistics say (and fails loudly if the index is ever dropped).
+_OPEN_TICKETS = "tickets INDEXED BY idx_tickets_status_due"
 
 
-def open_ticket_rows(store: Store) -> list[TicketRow]:
-    """Open, unanswered tickets that can still rise a level."""
-    marks = ",".join("?" * len(ESCALATABLE_STATUSES))
+# -- reading ------------------------------------------------------------------------------
+
+def open_ticket_rows(store: Store, now: datetime, level3_after_days: int) -> list[TicketRow]:
+    """Open, unanswered tickets whose next level may be due at ``now``.
+
+    The SQL filter is a superset of what :func:`escalation_plan.due_level` accepts (``<=``
+    where the plan uses ``<``; stored times have whole seconds), so the pure plan still
+    decides; it only keeps the many open tickets that are not due yet out of Python.
+    """
+    now_iso = utc_iso(now)
+    level3_iso = utc_iso(now - timedelta(days=level3_after_days))
     rows = store.rows(
-        f"SELECT ref, category, customer_email, status, created_at, due_at, escalate_at, "
-        f"hard_at, first_response_at, escalation_level, last_activity_at FROM tickets "
-        f"WHERE status IN ({marks}) AND first_response_at IS NULL "
-        f"AND escalation_level < {MAX_LEVEL}", ESCALATABLE_STATUSES)
+        f"SELECT {_ROW_COLUMNS} FROM {_OPEN_TICKETS} WHERE status IN ({_marks(OPEN_STATUSES)}) "
+        f"AND first_response_at IS NULL AND ("
+        f"(escalation_level < 1 AND escalate_at <= ?) OR (escalation_level < 2 AND hard_at <= ?) "
+        f"OR (escalation_level < {MAX_LEVEL} AND hard_at <= ?))",
+        (*OPEN_STATUSES, now_iso, now_iso, level3_iso))
     return [_ticket_row(r) for r in rows]
 
 
+def digest_rows(store: Store) -> list[TicketRow]:
+    """Every open ticket (answered or not, any level) for the daily digest."""
+    rows = store.rows(f"SELECT {_ROW_COLUMNS} FROM {_OPEN_TICKETS} "
+                      f"WHERE status IN ({_marks(OPEN_STATUSES)})", OPEN_STATUSES)
+    return [_ticket_row(r) for r in rows]
+
+
+# -- escalation pass ----------------------------------------------------------------------
+
 def run_pass(store: Store, settings: Settings, now: datetime, dry_run: bool) -> list[str]:
     """Plan and (unless ``dry_run``) queue escalation mail; return one line per mail."""
-    plan = plan_from_settings(open_ticket_rows(store), now, settings,
-                              calendar_from_settings(settings))
+    calendar = calendar_from_settings(settings)
+    rows = open_ticket_rows(store, now, settings.escalation.level3_after_days)
+    plan = plan_from_settings(rows, now, settings, calendar)
     lines = []
     for group in plan.groups:
         subject, text = render_escalation_text(settings.templates_path, group, now,
                                                settings.admin.base_url, settings.tz)
         refs = ", ".join(f"{i.ticket.ref} (level {i.level})" for i in group.items)
-        lines.append(f"{'would send' if dry_run else 'queued'}: to {', '.join(group.recipients)}"
-                     f": {subject} [{refs}]")
+        lines.append(f"{_verb(dry_run)}: to {', '.join(group.recipients)}: {subject} [{refs}]")
         if not dry_run:
-            _queue(store, settings, group, subject, text, now)
+            _queue_group(store, settings, group, subject, text, now)
+    for deferred in plan.deferred:
+        lines.append(f"deferred: {deferred.ticket.ref} level {deferred.level} until "
+                     f"{deferred.until.astimezone(settings.tz).isoformat()} (outside "
+                     f"business hours)")
     for item in plan.unroutable:
         log.warning("escalation of %s has no recipients (set staff.notify/escalation.to)",
                     item.ticket.ref)
     return lines
 
 
-def _queue(store: Store, settings: Settings, group: EscalationGroup, subject: str, text: str,
-           now: datetime) -> None:
-    message = compose.build_mail(
-        from_name=settings.bot.display_name, from_addr=settings.bot.address,
-        to=list(group.recipients), subject=subject, text=text, html=None,
-        message_id=compose.make_message_id(settings.bot_domain), date=now, in_reply_to=None,
-        references=(), languages=[Language.EN], auto_submitted="auto-generated")
+def run_all(store: Store, settings: Settings, now: datetime, dry_run: bool) -> list[str]:
+    """The escalation pass, then the digest if one is due (``inquiry-bot escalate``)."""
+    return run_pass(store, settings, now, dry_run) + run_digest(store, settings, now, dry_run)
+
+
+def _queue_group(store: Store, settings: Settings, group: EscalationGroup, subject: str,
+                 text: str, now: datetime) -> None:
+    message = _internal_mail(settings, list(group.recipients), subject, text, now)
     with store.transaction() as conn:
         store.enqueue(conn, message_id=message["Message-ID"], ticket_id=None,
                       recipients=list(group.recipients), raw=bytes(message),
                       kind=MessageKind.ESCALATION.value, now=now)
         for item in group.items:
             ticket = store.ticket_by_ref(item.ticket.ref)
+            # Re-checked inside the transaction: a concurrent pass may have recorded it.
             if ticket is None or ticket["escalation_level"] >= item.level:
                 continue
             store.update_ticket(conn, ticket["id"], escalation_level=item.level,
                                 escalated_at=utc_iso(now))
             store.add_event(conn, ticket["id"], now, "escalated",
                             {"level": item.level, "to": list(group.recipients)})
+
+
+# -- daily digest -------------------------------------------------------------------------
+
+def run_digest(store: Store, settings: Settings, now: datetime, dry_run: bool) -> list[str]:
+    """Queue the digest of open tickets if one is due now; return the line describing it.
+
+    Due once per business day at or after ``escalation.digest_time`` (and, with
+    ``escalation.business_hours_only``, inside business hours). The date sent is stored in
+    ``job_state`` in the same transaction as the mail, so a restart never repeats it.
+    """
+    calendar = calendar_from_settings(settings)
+    if not digest_due(store, settings, calendar, now):
+        return []
+    recipients = digest_recipients(settings)
+    if not recipients:
+        log.warning("digest due but nobody to send it to (set staff.notify/escalation.to)")
+        return []
+    subject, text = render_digest_text(settings.templates_path, digest_rows(store), now,
+                                       settings.admin.base_url, settings.tz)
+    if not dry_run and not _queue_digest(store, settings, calendar, recipients, subject,
+                                         text, now):
+        return []
+    return [f"{_verb(dry_run)}: to {', '.join(recipients)}: {subject}"]
+
+
+def digest_due(store: Store, settings: Settings, calendar: BusinessCalendar,
+               now: datetime) -> bool:
+    """True when the digest of today (company time) is due and not yet sent."""
+    if settings.escalation.business_hours_only and not calendar.in_business_hours(now):
+        return False
+    return is_digest_due(now, last_digest_date(store), settings.escalation.digest_time,
+                         calendar)
+
+
+def last_digest_date(store: Store) -> date | None:
+    """Company-local date of the last digest queued (None = never)."""
+    value = store.job_state(DIGEST_STATE_KEY)
+    return date.fromisoformat(value) if value else None
+
+
+def digest_recipients(settings: Settings) -> list[str]:
+    """``staff.notify``, else ``escalation.to`` (never the bot itself)."""
+    chosen = settings.staff.notify or settings.escalation.to
+    return [a for a in chosen if a.lower() != settings.bot.address.lower()]
+
+
+def _queue_digest(store: Store, settings: Settings, calendar: BusinessCalendar,
+                  recipients: list[str], subject: str, text: str, now: datetime) -> bool:
+    message = _internal_mail(settings, recipients, subject, text, now)
+    with store.transaction() as conn:
+        # The cron job and `escalate` may race: only the first transaction sends it.
+        if not digest_due(store, settings, calendar, now):
+            return False
+        store.enqueue(conn, message_id=message["Message-ID"], ticket_id=None,
+                      recipients=recipients, raw=bytes(message),
+                      kind=MessageKind.NOTIFICATION.value, now=now)
+        store.set_job_state(conn, DIGEST_STATE_KEY, calendar.company_day(now).isoformat(), now)
+        store.add_event(conn, None, now, "digest_sent", {"to": recipients})
+    return True
+
+
+# -- complaint notice at creation -----------------------------------------------------------
+
+def notify_new_complaint(store: Store, conn: sqlite3.Connection, settings: Settings,
+                         ticket_id: int, now: datetime) -> bool:
+    """Tell ``escalation.to`` that a complaint opened (if ``notify_on_complaint``).
+
+    Called by the service inside the transaction that creates the ticket, so the notice
+    and the ticket commit together. Returns True when a mail was queued.
+    """
+    if not settings.escalation.notify_on_complaint:
+        return False
+    ticket = store.ticket(ticket_id)  # same connection: sees the uncommitted ticket
+    if ticket is None or ticket["category"] != Category.COMPLAINT.value:
+        return False
+    recipients = [a for a in settings.escalation.to
+                  if a.lower() != settings.bot.address.lower()]
+    if not recipients:
+        return False
+    subject, text = complaint_notice_text(ticket, now, settings)
+    message = _internal_mail(settings, recipients, subject, text, now)
+    store.enqueue(conn, message_id=message["Message-ID"], ticket_id=ticket_id,
+                  recipients=recipients, raw=bytes(message),
+                  kind=MessageKind.ESCALATION.value, now=now)
+    store.add_message(conn, ticket_id=ticket_id, direction=Direction.OUT.value,
+                      kind=MessageKind.ESCALATION.value, message_id=message["Message-ID"],
+                      in_reply_to=None, from_addr=settings.bot.address,
+                      to_addrs=", ".join(recipients), subject=subject, body_text=text,
+                      attachments="[]", created_at=utc_iso(now))
+    store.add_event(conn, ticket_id, now, "complaint_notified", {"to": recipients})
+    return True
+
+
+def complaint_notice_text(ticket: dict, now: datetime, settings: Settings) -> tuple[str, str]:
+    """Subject and plain text of the complaint notice (pure)."""
+    tz = settings.tz
+    due = from_iso(ticket["due_at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    received = from_iso(ticket["created_at"])
+    lines = [
+        f"A complaint was received and opened as {ticket['ref']}.",
+        "",
+        f"  Customer:      {ticket['customer_email']}",
+        f"  Subject:       {ticket['subject']}",
+        f"  Received:      {received.astimezone(tz).strftime('%Y-%m-%d %H:%M %Z')} "
+        f"({format_age(now - received)} ago)",
+        f"  Response due:  {due}",
+    ]
+    link = ticket_link(settings.admin.base_url, ticket["ref"])
+    if link:
+        lines.append(f"  Open:          {link}")
+    lines += ["", "You receive this because escalation.notify_on_complaint is on."]
+    return f"[{ticket['ref']}] Complaint received", "\n".join(lines) + "\n"
+
+
+# -- waiting for the customer ---------------------------------------------------------------
+
+def start_wait(store: Store, conn: sqlite3.Connection, ticket_id: int, now: datetime,
+               reason: str) -> None:
+    """Record that the ticket now waits for the customer (#wait, verification)."""
+    store.add_event(conn, ticket_id, now, "waiting_started", {"reason": reason})
+
+
+def end_wait(store: Store, conn: sqlite3.Connection, settings: Settings, ticket_id: int,
+             now: datetime) -> timedelta:
+    """Record the end of a wait; extend the deadlines if ``sla.pause_while_waiting``.
+
+    Returns the time waited since the last ``waiting_started`` (zero if none is open).
+    """
+    waited = time_waited(store, ticket_id, now)
+    extended = extend_deadlines_for_wait(store, conn, settings, ticket_id, waited, now)
+    store.add_event(conn, ticket_id, now, "waiting_ended",
+                    {"waited_seconds": int(waited.total_seconds()), "extended": extended})
+    return waited
+
+
+def time_waited(store: Store, ticket_id: int, now: datetime) -> timedelta:
+    """Time since the open ``waiting_started`` event of the ticket (zero if none is open)."""
+    rows = store.rows(
+        "SELECT type, at FROM events WHERE ticket_id = ? "
+        "AND type IN ('waiting_started', 'waiting_ended') ORDER BY id DESC LIMIT 1",
+        (ticket_id,))
+    if not rows or rows[0]["type"] != "waiting_started":
+        return timedelta(0)
+    return max(now - from_iso(rows[0]["at"]), timedelta(0))
+
+
+def extend_deadlines_for_wait(store: Store, conn: sqlite3.Connection, settings: Settings,
+                              ticket_id: int, waited: timedelta, now: datetime) -> bool:
+    """Push ``due_at``/``escalate_at``/``hard_at`` back by ``waited`` when
+    ``sla.pause_while_waiting`` is true (inside the caller's transaction).
+
+    Returns True when the deadlines moved. With the flag off (the default) the clock runs
+    from receipt and nothing changes.
+    """
+    if not settings.sla.pause_while_waiting or waited <= timedelta(0):
+        return False
+    ticket = store.ticket(ticket_id)
+    if ticket is None:
+        return False
+    moved = {column: to_iso(extend_for_waiting(from_iso(ticket[column]), waited))
+             for column in DEADLINE_COLUMNS if ticket.get(column)}
+    store.update_ticket(conn, ticket_id, **moved)
+    store.add_event(conn, ticket_id, now, "deadlines_extended",
+                    {"waited_seconds": int(waited.total_seconds()), **moved})
+    return True
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def _internal_mail(settings: Settings, recipients: list[str], subject: str, text: str,
+                   now: datetime) -> EmailMessage:
+    return compose.build_mail(
+        from_name=settings.bot.display_name, from_addr=settings.bot.address,
+        to=recipients, subject=subject, text=text, html=None,
+        message_id=compose.make_message_id(settings.bot_domain), date=now, in_reply_to=None,
+        references=(), languages=[Language.EN], auto_submitted="auto-generated")
+
+
+def _verb(dry_run: bool) -> str:
+    return "would send" if dry_run else "queued"
+
+
+def _marks(values: tuple[str, ...]) -> str:
+    return ",".join("?" * len(values))
 
 
 def _ticket_row(row: dict) -> TicketRow:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 IDLE_REISSUE_SECONDS = 29 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
 STOP_CHECK_SECONDS = 1.0
+MAX_HEADER_BYTES = 256 * 1024  # header of a too-large mail (partial FETCH)
 CONNECTION_ERRORS = (IMAPClientError, OSError, EOFError, ssl.SSLError)
 
 
@@ -81,9 +82,12 @@ class Mailbox:
         return {uid: bytes(item.get(b"BODY[]") or b"") for uid, item in data.items()}
 
     def fetch_header(self, uid: int) -> bytes:
-        """Only the header of one message (for mail too large to fetch)."""
-        data = self.client.fetch([uid], ["BODY.PEEK[HEADER]"])
-        return bytes(data.get(uid, {}).get(b"BODY[HEADER]") or b"")
+        """Only the header of one message (for mail too large to fetch), at most 256 KB:
+        a hostile mail can carry megabytes of header, and we never load more than that."""
+        data = self.client.fetch([uid], [f"BODY.PEEK[HEADER]<0.{MAX_HEADER_BYTES}>"])
+        item = data.get(uid, {})
+        value = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER]")), b"")
+        return bytes(value or b"")[:MAX_HEADER_BYTES]
 
     def quarantine(self, uid: int) -> bool:
         """Copy a message we cannot handle to the quarantine folder and flag it.

@@ -11,12 +11,13 @@ import json
 import logging
 import secrets
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot import compose
-from bot.autogen import is_noreply_address, machine_generated_reason
+from bot import autoreply, compose, escalation, staff, verification
+from bot.autogen import machine_generated_reason
 from bot.config import Settings
+from bot.conversation import Action, Route
 from bot.models import (
     Category,
     Direction,
@@ -29,6 +30,7 @@ from bot.models import (
 )
 from bot.parse import parse_message
 from bot.sla import BusinessCalendar, calendar_from_settings, deadlines
+from bot.status import Event
 from bot.store import Store, utc_iso
 from bot.triage import triage
 
@@ -70,13 +72,15 @@ class Service:
             return self._ignore(source, key, "already-processed", now)
         reason = machine_generated_reason(mail, self.settings.bot.address)
         if reason:
-            return self._ignore(source, key, reason, now, mail)
-        ticket = self.store.ticket_for_message_ids([mail.in_reply_to or "", *mail.references])
-        if ticket and ticket["customer_email"] == mail.from_addr:
-            return self._followup(source, key, mail, ticket, now)
-        if mail.from_addr in self._staff and ticket:
-            return self._staff_mail(source, key, mail, ticket, now)
-        return self._new_ticket(source, key, mail, received, now)
+            return self._ignore(source, key, reason, now, mail, raw)
+        route = staff.route_mail(self.store, self.settings, mail, now)
+        if route.action in (Action.FOLLOWUP, Action.REOPEN):
+            ticket = self.store.ticket(route.ticket.id)  # type: ignore[union-attr]
+            return self._followup(source, key, mail, ticket, now,
+                                  reopen=route.action == Action.REOPEN)
+        if route.action in staff.STAFF_ACTIONS:
+            return self._staff_mail(source, key, mail, route, now)
+        return self._new_ticket(source, key, mail, received, now, route)
 
     def record_failure(self, source: MessageSource, raw: bytes | None, error: str,
                        now: datetime, quarantined: bool) -> Handled:
@@ -89,47 +93,100 @@ class Service:
             self.store.record_processed(conn, source, key, Outcome.QUARANTINED, reason, None, now)
         return Handled(Outcome.QUARANTINED, reason)
 
+    def handle_too_large(self, source: MessageSource, header: bytes, size: int,
+                         now: datetime) -> Handled:
+        """Mail over ``limits.max_message_bytes``, known by its header only (never loaded):
+        a ticket for staff to review and the short "too large" acknowledgement."""
+        mail = parse_message(header)
+        key = message_key(mail, header)
+        note = f"too-large: {size} bytes (limit {self.settings.limits.max_message_bytes})"
+        if self.store.is_known_message(key):
+            return self._ignore(source, key, "already-processed", now)
+        machine = machine_generated_reason(mail, self.settings.bot.address)
+        if machine:
+            return self._ignore(source, key, f"{machine}; {note}", now)
+        result = replace(self._triage(mail), needs_review=True)
+        mail = replace(mail, body_text=f"[{note}; the body was not loaded]", size=size)
+        due = deadlines(now, result.category, self.settings.sla, self.calendar)
+        with self.store.transaction() as conn:
+            ticket_id, ref = self.store.create_ticket(
+                conn, self.settings.bot.ticket_prefix, category=result.category.value,
+                language=result.language.value, status=OPEN_STATUS, subject=mail.subject,
+                customer_email=mail.from_addr, customer_name=mail.from_name,
+                created_at=utc_iso(now), due_at=utc_iso(due.respond_at),
+                escalate_at=utc_iso(due.escalate_at), hard_at=utc_iso(due.hard_at),
+                escalation_level=0, verification_status="not_required", needs_review=1,
+                triage_confidence=round(result.confidence, 3), last_activity_at=utc_iso(now))
+            self._record_inbound(conn, ticket_id, mail, MessageKind.CUSTOMER, now)
+            self.store.add_event(conn, ticket_id, now, "ticket_created",
+                                 {"too_large": size, "category": result.category.value})
+            blocked = self._auto_reply_blocked(mail.from_addr, now, ticket_id)
+            if blocked:
+                self.store.add_event(conn, ticket_id, now, "acknowledgement_suppressed", blocked)
+            else:
+                thread = compose.CustomerThread(
+                    ref, result.language, mail.from_addr, mail.from_name, mail.subject,
+                    mail.message_id, tuple(mail.references), result.bilingual)
+                message = compose.too_large(
+                    self.settings, thread, received_at=now, date=now,
+                    message_id=compose.make_message_id(self.settings.bot_domain))
+                self._enqueue(conn, ticket_id, message, [mail.from_addr],
+                              MessageKind.ACKNOWLEDGEMENT, now)
+            info = TicketInfo(ticket_id, ref, result, now, due.respond_at, None)
+            self._notify_staff(conn, info, mail, now)
+            self.store.record_processed(conn, source, key, Outcome.TICKET, note, ticket_id, now)
+        return Handled(Outcome.TICKET, note, ref, result.category.value, result.language.value)
+
     # -- outcomes -------------------------------------------------------------------------
     def _ignore(self, source: MessageSource, key: str, reason: str, now: datetime,
-                mail: InboundMail | None = None) -> Handled:
+                mail: InboundMail | None = None, raw: bytes = b"") -> Handled:
         with self.store.transaction() as conn:
             if mail is not None and reason == "delivery-report":
-                self._note_bounce(conn, mail, now)
+                self._note_bounce(conn, mail, now, raw)
             self.store.record_processed(conn, source, key, Outcome.IGNORED, reason, None, now)
         return Handled(Outcome.IGNORED, reason)
 
-    def _note_bounce(self, conn: sqlite3.Connection, mail: InboundMail, now: datetime) -> None:
+    def _note_bounce(self, conn: sqlite3.Connection, mail: InboundMail, now: datetime,
+                     raw: bytes) -> None:
         original = mail.header("x-bot-embedded-message-id") or mail.in_reply_to
         ticket = self.store.ticket_for_message_ids([original]) if original else None
+        bounced = autoreply.record_bounce(self.store, conn, raw, original, ticket and ticket["id"],
+                                          now) if original else []
         if ticket:
             self.store.add_event(conn, ticket["id"], now, "bounce",
-                                 {"original": original, "subject": mail.subject[:200]})
+                                 {"original": original, "subject": mail.subject[:200],
+                                  "failed_recipients": bounced})
 
     def _followup(self, source: MessageSource, key: str, mail: InboundMail,
-                  ticket: dict, now: datetime) -> Handled:
+                  ticket: dict, now: datetime, reopen: bool = False) -> Handled:
+        """The customer's mail joins their ticket (reopening it if it was closed)."""
         with self.store.transaction() as conn:
             self._record_inbound(conn, ticket["id"], mail, MessageKind.CUSTOMER, now)
             self.store.add_event(conn, ticket["id"], now, "customer_followup",
-                                 {"message_id": mail.message_id})
-            self.store.update_ticket(conn, ticket["id"], last_activity_at=utc_iso(now))
-            self.store.record_processed(conn, source, key, Outcome.FOLLOWUP, None,
-                                        ticket["id"], now)
-        return Handled(Outcome.FOLLOWUP, None, ticket["ref"], ticket["category"],
-                       ticket["language"])
+                                 {"message_id": mail.message_id, "reopened": reopen})
+            status = staff.apply_event(self.store, conn, ticket["id"], ticket["status"],
+                                       Event.CUSTOMER_WROTE, now, strict=False)
+            ticket = {**ticket, "status": status}
+            verification.on_customer_followup(self.store, self.settings, conn, ticket, mail, now)
+            staff.notify_followup(self, conn, ticket, mail, now)
+            staff.send_followup_note(self, conn, ticket, mail, now)
+            self.store.record_processed(conn, source, key, Outcome.FOLLOWUP,
+                                        "reopened" if reopen else None, ticket["id"], now)
+        return Handled(Outcome.FOLLOWUP, "reopened" if reopen else None, ticket["ref"],
+                       ticket["category"], ticket["language"])
 
     def _staff_mail(self, source: MessageSource, key: str, mail: InboundMail,
-                    ticket: dict, now: datetime) -> Handled:
-        # Until staff authentication exists, staff mail is recorded but never relayed.
+                    route: Route, now: datetime) -> Handled:
+        """Staff mail: relay/commands, a Cc/Bcc copy, or a rejected impostor (bot.staff)."""
+        ticket_id = route.ticket.id if route.ticket else None
         with self.store.transaction() as conn:
-            self._record_inbound(conn, ticket["id"], mail, MessageKind.STAFF_NOTE, now)
-            self.store.add_event(conn, ticket["id"], now, "staff_mail_recorded",
-                                 {"from": mail.from_addr})
-            self.store.record_processed(conn, source, key, Outcome.STAFF, "not-relayed",
-                                        ticket["id"], now)
-        return Handled(Outcome.STAFF, "not-relayed", ticket["ref"])
+            reason = staff.handle_staff_mail(self, conn, mail, route, now)
+            self.store.record_processed(conn, source, key, Outcome.STAFF, reason, ticket_id,
+                                        now)
+        return Handled(Outcome.STAFF, reason, route.ticket.ref if route.ticket else None)
 
     def _new_ticket(self, source: MessageSource, key: str, mail: InboundMail,
-                    received: datetime, now: datetime) -> Handled:
+                    received: datetime, now: datetime, route: Route | None = None) -> Handled:
         result = self._triage(mail)
         due = deadlines(received, result.category, self.settings.sla, self.calendar)
         verification = result.category in VERIFIED_CATEGORIES
@@ -151,10 +208,13 @@ class Service:
             self.store.add_event(conn, ticket_id, now, "ticket_created", {
                 "category": result.category.value, "language": result.language.value,
                 "confidence": round(result.confidence, 3), "needs_review": result.needs_review})
+            if route and route.linked:
+                staff.link_tickets(self.store, conn, ticket_id, route, now)
             code = self._new_code(conn, ticket_id, ref, now) if verification else None
             ticket = TicketInfo(ticket_id, ref, result, received, due.respond_at, code)
             self._acknowledge(conn, ticket, mail, now)
             self._notify_staff(conn, ticket, mail, now)
+            escalation.notify_new_complaint(self.store, conn, self.settings, ticket_id, now)
             self.store.record_processed(conn, source, key, Outcome.TICKET, None, ticket_id, now)
         return Handled(Outcome.TICKET, None, ref, result.category.value, result.language.value)
 
@@ -183,11 +243,13 @@ class Service:
             "created_at) VALUES (?, ?, ?, ?, ?)",
             (ticket_id, hash_code(ref, code), utc_iso(expires),
              self.settings.verification.max_attempts, utc_iso(now)))
+        self.store.add_event(conn, ticket_id, now, "waiting_for_customer",
+                             {"for": "identity verification"})
         return code, expires
 
     def _acknowledge(self, conn: sqlite3.Connection, ticket: TicketInfo, mail: InboundMail,
                      now: datetime) -> None:
-        blocked = self._auto_reply_blocked(mail.from_addr, now)
+        blocked = self._auto_reply_blocked(mail.from_addr, now, ticket.id)
         if blocked:
             self.store.add_event(conn, ticket.id, now, "acknowledgement_suppressed", blocked)
             return
@@ -215,7 +277,7 @@ class Service:
             due_at=ticket.due_at,
             verification_status="pending" if ticket.code else "not_required",
             to=recipients, message_id=compose.make_message_id(self.settings.bot_domain),
-            date=now)
+            date=now, reply_to=staff.notification_reply_to(self.settings, ticket.ref))
         self._enqueue(conn, ticket.id, message, recipients, MessageKind.NOTIFICATION, now,
                       counted=False)
 
@@ -237,18 +299,10 @@ class Service:
             body_text=body.replace(mask, "********") if mask else body,
             attachments="[]", created_at=utc_iso(now))
 
-    def _auto_reply_blocked(self, address: str, now: datetime) -> str | None:
-        """Why no automatic mail may go to ``address`` now, or None."""
-        if not address:
-            return "no-sender-address"
-        if is_own_address(address, self.settings.bot.address):
-            return "own-address"
-        if is_noreply_address(address):
-            return "noreply-address"
-        recent = self.store.recent_auto_mail_count(address, now - timedelta(hours=1))
-        if recent >= self.settings.limits.auto_replies_per_hour:
-            return "rate-limited"
-        return None
+    def _auto_reply_blocked(self, address: str, now: datetime,
+                            ticket_id: int | None = None) -> str | None:
+        """Why no automatic mail may go to ``address`` (on ``ticket_id``) now, or None."""
+        return autoreply.blocked_reason(self.store, self.settings, address, now, ticket_id)
 
     @property
     def _staff(self) -> set[str]:
@@ -279,7 +333,7 @@ def is_own_address(address: str, bot_address: str) -> bool:
 
 def hash_code(ref: str, code: str) -> str:
     """Only this hash of a verification code is stored (salted by the ticket ref)."""
-    return hashlib.sha256(f"{ref}:{code}".encode()).hexdigest()
+    return verification.hash_code(ref, code)
 
 
 def _raw_key(raw: bytes) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,11 +57,13 @@ class OutboxRow:
 class Store:
     """A connection to the ticket database, migrated on open."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_page_count: int = 0) -> None:
         self.path = path
         self.conn = _connect(path)
         self.db = sqlite_utils.Database(self.conn)
         migrate(self.db)
+        if max_page_count:  # storage.max_page_count: a deterministic "disk full" for tests
+            self.conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
 
     def close(self) -> None:
         self.conn.close()
@@ -232,6 +235,54 @@ class Store:
             "INSERT INTO outbox_recipients (outbox_id, recipient, created_at) VALUES (?, ?, ?)",
             [(outbox_id, r.lower(), utc_iso(now)) for r in recipients])
 
+    # -- loop safety and verification ----------------------------------------------------
+    def ticket_auto_mail_count(self, ticket_id: int, since: datetime) -> int:
+        """Automatic customer mails queued on one ticket since ``since`` (per-ticket cap)."""
+        return self.conn.execute(
+            "SELECT count(DISTINCT o.id) FROM outbox o JOIN outbox_recipients r "
+            "ON r.outbox_id = o.id WHERE o.ticket_id = ? AND r.created_at >= ?",
+            (ticket_id, utc_iso(since))).fetchone()[0]
+
+    def outbox_recipients_of(self, message_id: str) -> list[str]:
+        """Recipients of the outgoing mail with this Message-ID ([] if we never sent it)."""
+        row = self.conn.execute("SELECT recipients FROM outbox WHERE message_id = ?",
+                                (message_id,)).fetchone()
+        return json.loads(row[0]) if row else []
+
+    def add_bounce(self, conn: sqlite3.Connection, *, address: str, ticket_id: int | None,
+                   original_message_id: str, status: str, permanent: bool,
+                   now: datetime) -> None:
+        """Remember that mail to ``address`` bounced (inside a transaction)."""
+        _insert(conn, "bounces", {"address": address.lower(), "ticket_id": ticket_id,
+                                  "original_message_id": original_message_id,
+                                  "status": status, "permanent": int(permanent),
+                                  "at": utc_iso(now)})
+
+    def bounced_permanently_since(self, address: str, since: datetime) -> bool:
+        """True if mail to ``address`` bounced permanently at or after ``since``."""
+        return self.conn.execute(
+            "SELECT 1 FROM bounces WHERE address = ? AND permanent = 1 AND at >= ? LIMIT 1",
+            (address.lower(), utc_iso(since))).fetchone() is not None
+
+    def verification(self, ticket_id: int) -> dict[str, Any] | None:
+        """The ``verifications`` row of a ticket, or None."""
+        return _one(self.conn, "SELECT * FROM verifications WHERE ticket_id = ?", (ticket_id,))
+
+    def update_verification(self, conn: sqlite3.Connection, ticket_id: int,
+                            **fields: Any) -> None:
+        """Set columns of a ticket's ``verifications`` row (inside a transaction)."""
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE verifications SET {assignments} WHERE ticket_id = ?",
+                     (*fields.values(), ticket_id))
+
+    def pending_verifications(self) -> list[dict[str, Any]]:
+        """Open tickets still waiting for the customer's code, with their code row."""
+        return self.rows(
+            "SELECT t.*, v.expires_at AS code_expires_at, v.created_at AS code_created_at, "
+            "v.reminded_at AS code_reminded_at FROM tickets t "
+            "JOIN verifications v ON v.ticket_id = t.id "
+            "WHERE t.verification_status = 'pending' AND t.closed_at IS NULL ORDER BY t.id")
+
     def count(self, table: str, where: str = "1", params: Sequence[Any] = ()) -> int:
         """Row count, for reports and tests."""
         return self.conn.execute(f"SELECT count(*) FROM [{table}] WHERE {where}",
@@ -242,6 +293,20 @@ class Store:
         cursor = self.conn.execute(sql, tuple(params))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # -- job state ----------------------------------------------------------------------
+    def job_state(self, key: str) -> str | None:
+        """A fact a scheduled job remembers across restarts (e.g. the last digest date)."""
+        row = self.conn.execute("SELECT value FROM job_state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_job_state(self, conn: sqlite3.Connection, key: str, value: str,
+                      now: datetime) -> None:
+        """Remember ``value`` under ``key`` (inside the transaction that did the job)."""
+        conn.execute(
+            "INSERT INTO job_state (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at", (key, value, utc_iso(now)))
 
 
 # -- schema ------------------------------------------------------------------------------
@@ -305,13 +370,131 @@ def _migration_2_verification(db: sqlite_utils.Database) -> None:
         foreign_keys=[("ticket_id", "tickets", "id")])
 
 
-MIGRATIONS = [_migration_1, _migration_2_verification]
+def _migration_job_state(db: sqlite_utils.Database) -> None:
+    # Scheduled jobs record here what they did (e.g. the digest date), so a restart never
+    # repeats them.
+    db["job_state"].create({"key": str, "value": str, "updated_at": str}, pk="key")
+
+
+# Statuses after which staff owe the customer nothing more (also the escalation default).
+_OPEN_TICKET = ("t.closed_at IS NULL "
+                "AND t.status NOT IN ('answered', 'closed', 'closed_unverified')")
+_NOW = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
+_ADMIN_VIEWS = {
+    "open_tickets": f"""
+        SELECT t.ref, t.status, t.category, t.language, t.subject, t.customer_email,
+               t.created_at, t.due_at, t.hard_at, t.escalation_level,
+               t.verification_status, t.needs_review, t.due_at < {_NOW} AS overdue
+        FROM tickets t WHERE {_OPEN_TICKET}""",
+    "overdue_tickets": f"""
+        SELECT t.ref, t.status, t.category, t.language, t.subject, t.customer_email,
+               t.created_at, t.due_at, t.hard_at, t.escalation_level,
+               round((julianday({_NOW}) - julianday(t.due_at)) * 24, 1) AS hours_overdue
+        FROM tickets t WHERE {_OPEN_TICKET} AND t.due_at < {_NOW}""",
+    "awaiting_verification": f"""
+        SELECT t.ref, t.category, t.language, t.customer_email, t.created_at, t.due_at,
+               v.expires_at AS code_expires_at, v.attempts_left
+        FROM tickets t LEFT JOIN verifications v ON v.ticket_id = t.id
+        WHERE {_OPEN_TICKET} AND t.verification_status = 'pending'""",
+    "tickets_needing_review": f"""
+        SELECT t.ref, t.category, t.language, t.triage_confidence, t.language_confidence,
+               t.triage_cues, t.bilingual, t.subject, t.created_at, t.due_at
+        FROM tickets t WHERE {_OPEN_TICKET} AND t.needs_review = 1""",
+    "sla_compliance": f"""
+        SELECT t.category, substr(t.created_at, 1, 7) AS month, count(*) AS tickets,
+               sum(t.first_response_at IS NOT NULL AND t.first_response_at <= t.due_at)
+                   AS answered_on_time,
+               sum(t.first_response_at IS NOT NULL AND t.first_response_at > t.due_at)
+                   AS answered_late,
+               sum(t.first_response_at IS NULL AND {_OPEN_TICKET}) AS open,
+               sum(t.first_response_at IS NULL AND NOT ({_OPEN_TICKET}))
+                   AS closed_without_response
+        FROM tickets t GROUP BY t.category, month""",
+    "tickets_per_language": f"""
+        SELECT t.language, count(*) AS tickets, sum({_OPEN_TICKET}) AS open,
+               sum(t.bilingual) AS bilingual_acknowledgements
+        FROM tickets t GROUP BY t.language""",
+    "suppressed_mail": """
+        SELECT p.reason, count(*) AS messages, min(p.processed_at) AS first_seen,
+               max(p.processed_at) AS last_seen
+        FROM processed p WHERE p.outcome = 'ignored' GROUP BY p.reason""",
+    "ticket_conversation": """
+        SELECT t.ref, m.id AS message_row, m.created_at, m.direction, m.kind, m.from_addr,
+               m.to_addrs, m.subject, m.body_text, m.attachments
+        FROM messages m JOIN tickets t ON t.id = m.ticket_id""",
+}
+
+
+def _migration_admin_views(db: sqlite_utils.Database) -> None:
+    # Named views for datasette's canned queries and for people writing their own SQL;
+    # redacted_at marks tickets whose personal data retention or `forget` removed.
+    for name, sql in _ADMIN_VIEWS.items():
+        db.execute(f"CREATE VIEW {name} AS {sql}")
+    db.execute("ALTER TABLE tickets ADD COLUMN redacted_at TEXT")
+    db.execute("CREATE INDEX idx_tickets_closed ON tickets(closed_at)")
+
+
+def _migration_bounces(db: sqlite_utils.Database) -> None:
+    # Addresses whose mail bounced: no automatic mail goes to a permanent bounce for 60 days.
+    db["bounces"].create({"id": int, "address": str, "ticket_id": int,
+                          "original_message_id": str, "status": str, "permanent": int,
+                          "at": str}, pk="id")
+    db.execute("CREATE INDEX idx_bounces_address ON bounces(address, at)")
+
+
+MIGRATIONS = [_migration_1, _migration_2_verification, _migration_job_state,
+              _migration_admin_views, _migration_bounces]
+
+
+@dataclass(frozen=True)
+class DatabaseProbe:
+    """An existing database as ``inquiry-bot check`` sees it (nothing created or migrated)."""
+
+    writable: bool
+    schema_version: int  # migrations applied
+    latest_version: int  # migrations this code knows
+    error: str | None = None
+
+
+def probe_database(path: Path) -> DatabaseProbe:
+    """Can ``path`` (which exists) take a write lock, and how far is it migrated?
+
+    Read-only on purpose: a check must not migrate a database an older worker still uses.
+    """
+    latest = len(MIGRATIONS)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None,
+                               timeout=2)
+    except sqlite3.Error as exc:
+        return DatabaseProbe(False, 0, latest, str(exc))
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # the lock a worker's write would need
+        conn.execute("ROLLBACK")
+        has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = 'schema_migrations'").fetchone()
+        version = (conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+                   if has_table else 0)
+        return DatabaseProbe(True, version or 0, latest)
+    except sqlite3.Error as exc:
+        return DatabaseProbe(False, 0, latest, str(exc))
+    finally:
+        conn.close()
 
 
 # -- helpers -----------------------------------------------------------------------------
 
+# The umask is per process: without the lock, scheduler threads opening their stores at the
+# same moment can restore each other's umask and leave the whole process at 077.
+_UMASK_LOCK = threading.Lock()
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating owner-only) with WAL and a busy timeout, in autocommit mode."""
+    with _UMASK_LOCK:
+        return _connect_owner_only(path)
+
+
+def _connect_owner_only(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     old_umask = os.umask(0o077)  # -wal and -shm inherit the owner-only mode too
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot import escalation, outbox
+from bot import audit, escalation, outbox, verification
 from bot.config import Settings
 from bot.errors import BotError, TransientError
 from bot.imap import CONNECTION_ERRORS, Mailbox
@@ -34,6 +34,9 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 BACKOFF_START_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 OUTBOX_RETRY_SECONDS = 15
+FLUSH_WHILE_INGESTING_SECONDS = 0.2
+# A digest job delayed by a busy scheduler still runs; once-per-day is enforced by the DB.
+DIGEST_GRACE_SECONDS = 600
 
 
 def utcnow() -> datetime:
@@ -81,7 +84,7 @@ class Worker:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.clock = clock
-        self.store = Store(settings.database_path)
+        self.store = Store(settings.database_path, settings.storage.max_page_count)
         self.service = Service(self.store, settings)
         self.stop = threading.Event()
         self._wake_flush: Callable[[], None] = lambda: None
@@ -90,13 +93,31 @@ class Worker:
     def once(self) -> int:
         """Fetch and process all new mail, flush the outbox, one escalation pass."""
         mailbox = Mailbox(self.settings.mailbox, self.settings.imap_password)
+        ingested = threading.Event()
+        # Send while we ingest (as `run` does): SMTP round trips overlap with processing.
+        sender = threading.Thread(target=self._flush_until, args=(ingested,), name="outbox")
+        sender.start()
         try:
             count = self.ingest(mailbox)
         finally:
+            ingested.set()
+            sender.join()
             mailbox.close()
+        self.verify()
         self.flush()
         self.escalate()
         return count
+
+    def _flush_until(self, done: threading.Event) -> None:
+        """Flush repeatedly (own SQLite connection) until ``done`` is set."""
+        store = Store(self.settings.database_path, self.settings.storage.max_page_count)
+        try:
+            while not done.wait(FLUSH_WHILE_INGESTING_SECONDS):
+                self.flush(store)
+        except Exception as exc:  # noqa: BLE001 - the final flush in once() retries anyway
+            log.warning("outbox flush during ingest failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            store.close()
 
     def run(self) -> None:
         """Until ``stop`` is set: ingest, wait for news (IDLE/poll), reconnect on failure."""
@@ -106,6 +127,11 @@ class Worker:
             while not self.stop.is_set():
                 try:
                     self._session(backoff)
+                except StoreUnavailable as exc:  # nothing marked done that was not recorded
+                    delay = backoff.next()
+                    log.warning("database unavailable (%s): not taking mail; retrying in %.0fs",
+                                exc, delay)
+                    self.stop.wait(delay)
                 except (TransientError, *CONNECTION_ERRORS) as exc:
                     delay = backoff.next()
                     log.warning("mailbox unavailable (%s); retrying in %.0fs", exc, delay)
@@ -156,9 +182,10 @@ class Worker:
             source = MessageSource(mailbox.folder.name, mailbox.folder.uidvalidity, uid)
             if uid in raws:
                 self._handle_one(mailbox, source, raws.pop(uid))
+            elif sizes.get(uid, 0) > limit:
+                self._too_large(mailbox, source, sizes[uid])
             else:
-                self._fail(mailbox, source, None, f"too-large: {sizes.get(uid, 0)} bytes "
-                           f"(limit {limit})")
+                self._fail(mailbox, source, None, "not-fetched: the server returned no data")
         return len(batch)
 
     def _handle_one(self, mailbox: Mailbox, source: MessageSource, raw: bytes) -> None:
@@ -171,6 +198,22 @@ class Worker:
             log.warning("uid %s: cannot process (%s: %s)", source.uid, type(exc).__name__, exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))
             result = self._fail(mailbox, source, raw, f"error: {type(exc).__name__}: {exc}")
+        _log_result(source, result, started)
+
+    def _too_large(self, mailbox: Mailbox, source: MessageSource, size: int) -> None:
+        """Over ``limits.max_message_bytes``: never loaded; acknowledged from its header."""
+        started = time.perf_counter()
+        reason = f"too-large: {size} bytes (limit {self.settings.limits.max_message_bytes})"
+        if self.settings.limits.too_large_action == "quarantine":
+            _log_result(source, self._fail(mailbox, source, None, reason), started)
+            return
+        try:
+            header = mailbox.fetch_header(source.uid)
+            result = self.service.handle_too_large(source, header, size, self.clock())
+        except (StoreUnavailable, *CONNECTION_ERRORS):
+            raise  # not recorded: the next session tries again
+        except Exception as exc:  # noqa: BLE001 - as in _handle_one
+            result = self._fail(mailbox, source, None, f"{reason}; {type(exc).__name__}: {exc}")
         _log_result(source, result, started)
 
     def _fail(self, mailbox: Mailbox, source: MessageSource, raw: bytes | None,
@@ -201,10 +244,18 @@ class Worker:
         """One escalation pass (see bot.escalation)."""
         escalation.run_pass(store or self.store, self.settings, self.clock(), dry_run=False)
 
+    def verify(self, store: Store | None = None) -> None:
+        """One verification pass: reminders and closing expired requests."""
+        verification.verification_pass(store or self.store, self.settings, self.clock())
+
+    def digest(self, store: Store | None = None) -> None:
+        """The daily digest of open tickets, if due (see bot.escalation.run_digest)."""
+        escalation.run_digest(store or self.store, self.settings, self.clock(), dry_run=False)
+
     def write_heartbeat(self) -> None:
         """Touch the heartbeat file so a monitor can tell the loop is alive."""
-        if self.settings.bot.heartbeat_file:
-            path = Path(self.settings.bot.heartbeat_file)
+        path = self.settings.heartbeat_path
+        if path is not None:
             path.write_text(self.clock().isoformat() + "\n")
 
     # -- scheduler ------------------------------------------------------------------------
@@ -216,6 +267,15 @@ class Worker:
         scheduler.add_job(self._job(self.escalate), "interval",
                           minutes=self.settings.escalation.check_minutes, id="escalation",
                           max_instances=1, coalesce=True, next_run_time=utcnow())
+        scheduler.add_job(self._job(self.verify), "interval", minutes=15, id="verification",
+                          max_instances=1, coalesce=True, next_run_time=utcnow())
+        hour, minute = self.settings.escalation.digest_time.split(":")
+        scheduler.add_job(self._job(self.digest), "cron", hour=int(hour), minute=int(minute),
+                          timezone=self.settings.bot.timezone, id="digest", max_instances=1,
+                          coalesce=True, misfire_grace_time=DIGEST_GRACE_SECONDS)
+        scheduler.add_job(self._job(audit.scheduled_purge(self.settings, self.clock)),
+                          "interval", hours=6, id="retention", max_instances=1, coalesce=True,
+                          next_run_time=utcnow())
         scheduler.start()
         self._wake_flush = lambda: flush_job.modify(next_run_time=utcnow())
         return scheduler
@@ -227,7 +287,8 @@ class Worker:
         def job() -> None:
             try:
                 if getattr(local, "store", None) is None:
-                    local.store = Store(self.settings.database_path)
+                    local.store = Store(self.settings.database_path,
+                                        self.settings.storage.max_page_count)
                 step(local.store)
             except Exception as exc:  # noqa: BLE001 - a failing job must not kill the scheduler
                 log.warning("%s failed: %s: %s", step.__name__, type(exc).__name__, exc)

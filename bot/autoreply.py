@@ -1,0 +1,176 @@
+"""Loop and abuse safety for automatic mail, and queueing it through the outbox.
+
+Every automatic mail to a customer asks :func:`blocked_reason` first. Beyond a cap the bot
+records why and stays silent, so two robots answering each other stop after a few mails:
+- never the bot's own address, no-reply / mailer-daemon / postmaster addresses;
+- never an address that bounced permanently in the last :data:`BOUNCE_MEMORY`;
+- at most ``limits.auto_replies_per_hour`` mails per recipient (rolling hour) and
+  ``limits.auto_replies_per_ticket_per_day`` per ticket (rolling 24 hours).
+
+:func:`permanent_failures` is PURE (a delivery status notification -> failed recipients).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
+
+from bot import compose
+from bot.autogen import is_noreply_address
+from bot.config import Settings
+from bot.models import Direction
+from bot.store import Store, utc_iso
+
+BOUNCE_MEMORY = timedelta(days=60)
+_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
+_SUPPRESSED_EVENT = "auto_reply_suppressed"
+
+
+def blocked_reason(store: Store, settings: Settings, address: str, now: datetime,
+                   ticket_id: int | None = None) -> str | None:
+    """Why no automatic mail may go to ``address`` (on ``ticket_id``) now, or None."""
+    if not address:
+        return "no-sender-address"
+    if not compose.is_sendable_address(address):
+        return "unusable-address"  # e.g. non-ASCII: the ticket stands, staff answer by hand
+    if is_own_address(address, settings.bot.address):
+        return "own-address"
+    if is_noreply_address(address):
+        return "noreply-address"
+    if store.bounced_permanently_since(address, now - BOUNCE_MEMORY):
+        return "bounced-permanently"
+    recent = store.recent_auto_mail_count(address, now - timedelta(hours=1))
+    if recent >= settings.limits.auto_replies_per_hour:
+        return "rate-limited"
+    if ticket_id is not None and store.ticket_auto_mail_count(
+            ticket_id, now - timedelta(days=1)) >= settings.limits.auto_replies_per_ticket_per_day:
+        return "ticket-rate-limited"
+    return None
+
+
+def is_own_address(address: str, bot_address: str) -> bool:
+    """The bot's address or one of its plus-addresses (``contact+x@...``)."""
+    local, _, domain = address.lower().partition("@")
+    bot_local, _, bot_domain = bot_address.lower().partition("@")
+    return domain == bot_domain and local.split("+")[0] == bot_local
+
+
+def queue_customer_mail(store: Store, settings: Settings, conn: sqlite3.Connection, *,
+                        ticket_id: int, message: EmailMessage, kind: str, now: datetime,
+                        mask: str | None = None, final: bool = False) -> bool:
+    """Queue an automatic mail to the customer unless a guard blocks it (then an event).
+
+    Returns True when queued. ``mask`` (a verification code) marks the outbox row sensitive
+    and is masked in the ``messages`` copy. A ``final`` mail reports a state change that
+    happens once per ticket (confirmed, failed, closed), so it cannot feed a loop and skips
+    the per-ticket cap; every other guard still applies.
+    """
+    recipient = str(message["To"].addresses[0].addr_spec)
+    blocked = blocked_reason(store, settings, recipient, now, None if final else ticket_id)
+    if blocked:
+        store.add_event(conn, ticket_id, now, _SUPPRESSED_EVENT, {"kind": kind, "why": blocked})
+        return False
+    _queue(store, settings, conn, ticket_id, message, [recipient], kind, now, mask,
+           counted=True)
+    return True
+
+
+def queue_staff_mail(store: Store, settings: Settings, conn: sqlite3.Connection, *,
+                     ticket_id: int, message: EmailMessage, now: datetime) -> None:
+    """Queue a notice to staff (not counted against the customer caps)."""
+    recipients = [a.addr_spec for a in message["To"].addresses]
+    _queue(store, settings, conn, ticket_id, message, recipients, "notification", now, None,
+           counted=False)
+
+
+def staff_recipients(settings: Settings) -> list[str]:
+    """Who hears about tickets, never the bot itself."""
+    return [a for a in settings.staff.notify if not is_own_address(a, settings.bot.address)]
+
+
+def _queue(store: Store, settings: Settings, conn: sqlite3.Connection, ticket_id: int,
+           message: EmailMessage, recipients: list[str], kind: str, now: datetime,
+           mask: str | None, counted: bool) -> None:
+    outbox_id = store.enqueue(conn, message_id=message["Message-ID"], ticket_id=ticket_id,
+                              recipients=recipients, raw=bytes(message), kind=kind, now=now,
+                              sensitive=mask is not None)
+    if counted:
+        store.add_outbox_recipients(conn, outbox_id, recipients, now)
+    body = compose.plain_text(message)
+    store.add_message(
+        conn, ticket_id=ticket_id, direction=Direction.OUT.value, kind=kind,
+        message_id=message["Message-ID"], in_reply_to=message["In-Reply-To"],
+        from_addr=settings.bot.address, to_addrs=", ".join(recipients),
+        subject=str(message["Subject"]),
+        body_text=body.replace(mask, "********") if mask else body,
+        attachments="[]", created_at=utc_iso(now))
+
+
+# -- bounces -------------------------------------------------------------------------------
+
+def record_bounce(store: Store, conn: sqlite3.Connection, raw: bytes, original: str,
+                  ticket_id: int | None, now: datetime) -> list[str]:
+    """Remember which of the original mail's recipients bounced; return them.
+
+    Only recipients of a mail the bot really sent are recorded, so a forged report cannot
+    silence mail to an arbitrary address.
+    """
+    sent_to = {r.lower() for r in store.outbox_recipients_of(original)}
+    failures = permanent_failures(raw)
+    recorded = []
+    for address, status, permanent in failures:
+        if address in sent_to:
+            store.add_bounce(conn, address=address, ticket_id=ticket_id,
+                             original_message_id=original, status=status,
+                             permanent=permanent, now=now)
+            recorded.append(address)
+    return recorded
+
+
+def permanent_failures(raw: bytes) -> list[tuple[str, str, bool]]:
+    """``(address, status, permanent)`` per failed recipient of a bounce report.
+
+    Reads the RFC 3464 ``message/delivery-status`` part: Action ``failed`` with a 5.x.x
+    status is permanent; ``delayed`` (4.x.x) is not a failure at all. Never raises.
+    """
+    try:
+        report = message_from_bytes(raw, policy=policy.compat32)
+        return [item for part in report.walk()
+                if part.get_content_type() == "message/delivery-status"
+                for item in _recipient_failures(part)]
+    except Exception:  # noqa: BLE001 - a malformed report is simply not a known bounce
+        return []
+
+
+def _recipient_failures(part: Message) -> list[tuple[str, str, bool]]:
+    blocks = _status_blocks(part)
+    failures = []
+    for fields in blocks[1:]:  # the first block is about the reporting MTA
+        action = fields.get("action", "").lower()
+        address = fields.get("final-recipient", "").rpartition(";")[2].strip().strip("<>")
+        status_match = _STATUS.search(fields.get("status", ""))
+        if action != "failed" or "@" not in address:
+            continue
+        status = status_match.group(0) if status_match else ""
+        failures.append((address.lower(), status, status.startswith("5") or not status))
+    return failures
+
+
+def _status_blocks(part: Message) -> list[dict[str, str]]:
+    """The header blocks of a delivery-status part, however the parser stored them."""
+    payload = part.get_payload()
+    if isinstance(payload, list):  # the stdlib parses each block as a header-only message
+        return [{k.lower(): str(v) for k, v in block.items()} for block in payload]
+    text = payload if isinstance(payload, str) else ""
+    blocks = []
+    for chunk in re.split(r"\r?\n\s*\r?\n", text.strip()):
+        fields = {}
+        for line in chunk.splitlines():
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        blocks.append(fields)
+    return blocks
+
