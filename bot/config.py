@@ -109,6 +109,8 @@ class LimitsSection:
     auto_replies_per_ticket_per_day: int = 5
     max_message_bytes: int = 25 * 1024 * 1024
     too_large_action: str = "acknowledge"  # acknowledge | quarantine
+    # Beyond this many individual notices about one sender per hour, one hourly summary.
+    staff_notifications_per_sender_per_hour: int = 5
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ def _check_positive(s: Settings) -> None:
     for key in ("mailbox.poll_seconds", "mailbox.batch_size", "mailbox.timeout_seconds",
                 "smtp.timeout_seconds", "limits.max_message_bytes",
                 "limits.auto_replies_per_hour", "limits.auto_replies_per_ticket_per_day",
+                "limits.staff_notifications_per_sender_per_hour",
                 "escalation.check_minutes", "verification.code_ttl_days",
                 "verification.max_attempts", "retention.days_after_close"):
         section, name = key.split(".")

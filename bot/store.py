@@ -294,6 +294,39 @@ class Store:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    # -- staff notices per sender (bot.notify_limits) ---------------------------------------
+    def log_sender_notification(self, conn: sqlite3.Connection, *, sender: str,
+                                ticket_id: int, held: bool, now: datetime) -> None:
+        """Record a staff notice about ``sender``: sent now, or held for the summary."""
+        _insert(conn, "sender_notifications", {"sender": sender, "ticket_id": ticket_id,
+                                               "held": int(held), "at": utc_iso(now)})
+
+    def sender_notices_since(self, sender: str, since: datetime) -> int:
+        """Notices about ``sender`` sent individually (not held) since ``since``."""
+        return self.conn.execute(
+            "SELECT count(*) FROM sender_notifications WHERE sender = ? AND at >= ? "
+            "AND held = 0", (sender, utc_iso(since))).fetchone()[0]
+
+    def held_notifications(self) -> list[dict[str, Any]]:
+        """Held notices not yet summarized, with the ticket ref, per sender in order."""
+        return self.rows(
+            "SELECT n.id, n.sender, n.at, t.ref, (SELECT max(s.summarized_at) FROM "
+            "sender_notifications s WHERE s.sender = n.sender) AS last_summary_at "
+            "FROM sender_notifications n JOIN tickets t ON t.id = n.ticket_id "
+            "WHERE n.held = 1 AND n.summarized_at IS NULL ORDER BY n.sender, n.id")
+
+    def mark_summarized(self, conn: sqlite3.Connection, row_ids: Sequence[int],
+                        now: datetime) -> None:
+        """The held notices ``row_ids`` went out in a summary (inside its transaction)."""
+        for chunk in _chunks(list(row_ids), 500):
+            conn.execute(f"UPDATE sender_notifications SET summarized_at = ? WHERE id IN "
+                         f"({','.join('?' * len(chunk))})", (utc_iso(now), *chunk))
+
+    def prune_sender_notifications(self, conn: sqlite3.Connection, before: datetime) -> None:
+        """Forget settled notices older than ``before`` (they only matter for an hour)."""
+        conn.execute("DELETE FROM sender_notifications WHERE at < ? AND "
+                     "(held = 0 OR summarized_at IS NOT NULL)", (utc_iso(before),))
+
     # -- job state ----------------------------------------------------------------------
     def job_state(self, key: str) -> str | None:
         """A fact a scheduled job remembers across restarts (e.g. the last digest date)."""
@@ -442,8 +475,16 @@ def _migration_bounces(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_bounces_address ON bounces(address, at)")
 
 
+def _migration_sender_notifications(db: sqlite_utils.Database) -> None:
+    # One row per staff notice decided about a sender's mail: sent on its own (held = 0) or
+    # held for the hourly per-sender summary (held = 1, summarized_at once it went out).
+    db["sender_notifications"].create({"id": int, "sender": str, "ticket_id": int,
+                                       "held": int, "at": str, "summarized_at": str}, pk="id")
+    db.execute("CREATE INDEX idx_sender_notifications ON sender_notifications(sender, at)")
+
+
 MIGRATIONS = [_migration_1, _migration_2_verification, _migration_job_state,
-              _migration_admin_views, _migration_bounces]
+              _migration_admin_views, _migration_bounces, _migration_sender_notifications]
 
 
 @dataclass(frozen=True)
