@@ -16,7 +16,7 @@ import re
 import sqlite3
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
-from email.message import EmailMessage, Message
+from email.message import Message
 
 from bot import compose
 from bot.autogen import is_noreply_address
@@ -59,7 +59,7 @@ def is_own_address(address: str, bot_address: str) -> bool:
 
 
 def queue_customer_mail(store: Store, settings: Settings, conn: sqlite3.Connection, *,
-                        ticket_id: int, message: EmailMessage, kind: str, now: datetime,
+                        ticket_id: int, message: Message, kind: str, now: datetime,
                         mask: str | None = None, final: bool = False) -> bool:
     """Queue an automatic mail to the customer unless a guard blocks it (then an event).
 
@@ -68,7 +68,7 @@ def queue_customer_mail(store: Store, settings: Settings, conn: sqlite3.Connecti
     happens once per ticket (confirmed, failed, closed), so it cannot feed a loop and skips
     the per-ticket cap; every other guard still applies.
     """
-    recipient = str(message["To"].addresses[0].addr_spec)
+    recipient = compose.recipients_of(message)[0]
     blocked = blocked_reason(store, settings, recipient, now, None if final else ticket_id)
     if blocked:
         store.add_event(conn, ticket_id, now, _SUPPRESSED_EVENT, {"kind": kind, "why": blocked})
@@ -79,9 +79,9 @@ def queue_customer_mail(store: Store, settings: Settings, conn: sqlite3.Connecti
 
 
 def queue_staff_mail(store: Store, settings: Settings, conn: sqlite3.Connection, *,
-                     ticket_id: int, message: EmailMessage, now: datetime) -> None:
+                     ticket_id: int, message: Message, now: datetime) -> None:
     """Queue a notice to staff (not counted against the customer caps)."""
-    recipients = [a.addr_spec for a in message["To"].addresses]
+    recipients = compose.recipients_of(message)
     _queue(store, settings, conn, ticket_id, message, recipients, "notification", now, None,
            counted=False)
 
@@ -92,7 +92,7 @@ def staff_recipients(settings: Settings) -> list[str]:
 
 
 def _queue(store: Store, settings: Settings, conn: sqlite3.Connection, ticket_id: int,
-           message: EmailMessage, recipients: list[str], kind: str, now: datetime,
+           message: Message, recipients: list[str], kind: str, now: datetime,
            mask: str | None, counted: bool) -> None:
     outbox_id = store.enqueue(conn, message_id=message["Message-ID"], ticket_id=ticket_id,
                               recipients=recipients, raw=bytes(message), kind=kind, now=now,

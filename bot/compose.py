@@ -1,4 +1,4 @@
-"""Mail the bot sends: jinja2 templates -> :class:`email.message.EmailMessage`. PURE.
+"""Mail the bot sends: jinja2 templates -> :class:`email.message.Message`. PURE.
 
 Each mail is written ONCE per language (``templates/replies/<lang>/<name>.j2``) and rendered
 twice from the same context: by ``layout.txt.j2`` (no escaping) and by ``layout.html.j2``
@@ -21,11 +21,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.charset import QP, Charset
 from email.errors import HeaderParseError
-from email.headerregistry import Address, HeaderRegistry
-from email.message import EmailMessage
+from email.header import Header
+from email.headerregistry import Address
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import format_datetime as rfc2822_date
-from functools import cache, lru_cache
+from email.utils import formataddr, getaddresses
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -288,24 +293,24 @@ def render(templates_dir: Path, name: str, language: Language, context: Mapping[
     return _tidy_text(text), html
 
 
-def plain_text(message: EmailMessage) -> str:
+def recipients_of(message: Message) -> list[str]:
+    """The To: addresses of a message built here."""
+    return [addr for _name, addr in getaddresses([str(message["To"])])]
+
+
+def plain_text(message: Message) -> str:
     """The text/plain body of a message built here (for the ``messages`` table)."""
-    part = message.get_body(preferencelist=("plain",))
-    return part.get_content() if part is not None else ""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            return part.get_payload(decode=True).decode("utf-8")
+    return ""
 
 
-class _CachedHeaderRegistry(HeaderRegistry):
-    """The stdlib builds a new header class on every lookup; build each one once.
-
-    That lookup was the largest single cost of composing a mail (see bench/pipeline.py).
-    """
-
-    @cache  # noqa: B019 - one registry for the process, never freed
-    def __getitem__(self, name: str) -> type:
-        return super().__getitem__(name)
-
-
-_SMTP_POLICY = policy.SMTP.clone(header_factory=_CachedHeaderRegistry())
+# The wire format: CRLF line ends; UTF-8 bodies as quoted-printable (readable English,
+# 7-bit safe for any relay).
+_WIRE_POLICY = policy.compat32.clone(linesep="\r\n")
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 
 
 # -- building messages ---------------------------------------------------------------------
@@ -315,21 +320,27 @@ def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subje
                in_reply_to: str | None, references: Sequence[str],
                languages: Sequence[Language], auto_submitted: str,
                reply_to: str | None = None,
-               extra_headers: Mapping[str, str] | None = None) -> EmailMessage:
-    """A UTF-8 text (+ optional HTML alternative) mail with the DESIGN.md headers."""
+               extra_headers: Mapping[str, str] | None = None) -> Message:
+    """A UTF-8 text (+ optional HTML alternative) mail with the DESIGN.md headers.
+
+    Built with the stdlib's classic MIME classes: generating a mail through
+    ``EmailMessage``'s header registry cost twice as much and dominated the pipeline
+    (bench/pipeline.py). Every value is cleaned of CR/LF first; non-ASCII text goes
+    through RFC 2047 ``Header`` encoding, so nothing customer-controlled can add a header.
+    """
     if auto_submitted not in AUTO_SUBMITTED:
         raise ValueError(f"Auto-Submitted must be one of {AUTO_SUBMITTED}")
-    msg = EmailMessage(policy=_SMTP_POLICY)
-    msg["From"] = _address(from_addr, from_name)
-    recipients = [to] if isinstance(to, str) else list(to)
-    msg["To"] = [_address(addr) for addr in recipients]
-    if reply_to:
-        msg["Reply-To"] = _address(reply_to)
-    msg["Subject"] = clean_line(subject)
-    msg["Date"] = rfc2822_date(date)
     own_id = _normal_msgid(message_id)
     if own_id is None:
         raise ValueError(f"not a Message-ID: {message_id!r}")
+    recipients = [to] if isinstance(to, str) else list(to)
+    msg = _body(text, html)
+    msg["From"] = _formatted(from_addr, from_name)
+    msg["To"] = ", ".join(_formatted(addr) for addr in recipients)
+    if reply_to:
+        msg["Reply-To"] = _formatted(reply_to)
+    msg["Subject"] = _header_text(clean_line(subject))
+    msg["Date"] = rfc2822_date(date)
     msg["Message-ID"] = own_id
     parent = _normal_msgid(in_reply_to)
     if parent:
@@ -339,17 +350,38 @@ def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subje
         msg["References"] = " ".join(chain)
     msg["Auto-Submitted"] = auto_submitted
     msg["X-Auto-Response-Suppress"] = "All"
+    msg["Content-Language"] = ", ".join(Language(lang).value for lang in languages)
     for name, value in (extra_headers or {}).items():
         if not re.fullmatch(r"[A-Za-z0-9-]+", name):
             raise ValueError(f"bad header name: {name!r}")
-        msg[name] = clean_line(value)
-    # An explicit transfer encoding skips the stdlib's try-every-encoding heuristic.
-    msg.set_content(text, charset="utf-8", cte="quoted-printable")
-    if html:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    # Set after the body: add_alternative moves Content-* headers into the first part.
-    msg["Content-Language"] = ", ".join(Language(lang).value for lang in languages)
+        msg[name] = _header_text(clean_line(value))
     return msg
+
+
+def _body(text: str, html: str | None) -> Message:
+    """text/plain, or multipart/alternative with an HTML part; quoted-printable UTF-8."""
+    plain = _text_part(text, "plain")
+    if not html:
+        return plain
+    msg = MIMEMultipart("alternative", _subparts=[plain, _text_part(html, "html")],
+                        policy=_WIRE_POLICY)
+    return msg
+
+
+def _text_part(content: str, subtype: str) -> Message:
+    part = MIMEText(content, subtype, _UTF8_QP, policy=_WIRE_POLICY)
+    del part["MIME-Version"]  # only the top level carries it
+    return part
+
+
+def _formatted(addr: str, display_name: str = "") -> str:
+    """``Name <addr>`` (RFC 2047 for non-ASCII names) after :func:`_address` validation."""
+    address = _address(addr, display_name)
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+
+
+def _header_text(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
 
 
 def _address(addr: str, display_name: str = "") -> Address:
@@ -397,7 +429,7 @@ def _base_context(settings: Settings) -> dict[str, Any]:
 
 def customer_mail(settings: Settings, thread: CustomerThread, name: str,
                   context: Mapping[str, Any], *, message_id: str, date: datetime,
-                  auto_submitted: str = "auto-replied") -> EmailMessage:
+                  auto_submitted: str = "auto-replied") -> Message:
     """Render template ``name`` for ``thread`` and wrap it as a threaded reply."""
     data = {
         **_base_context(settings), "ref": clean_line(thread.ref),
@@ -426,7 +458,7 @@ def acknowledgement(settings: Settings, *, ref: str, category: Category | None,
                     due_at: datetime, verification_code: str | None,
                     code_expires_at: datetime | None, in_reply_to: str | None,
                     references: Sequence[str], message_id: str,
-                    date: datetime) -> EmailMessage:
+                    date: datetime) -> Message:
     """The first reply to a new ticket; ``category=None`` sends the generic one."""
     verification = None
     if category in VERIFIED_CATEGORIES:
@@ -449,21 +481,21 @@ def acknowledgement(settings: Settings, *, ref: str, category: Category | None,
 
 
 def verification_confirmed(settings: Settings, thread: CustomerThread, *, due_at: datetime,
-                           message_id: str, date: datetime) -> EmailMessage:
+                           message_id: str, date: datetime) -> Message:
     """Identity confirmed by code (or by staff): what happens next."""
     return customer_mail(settings, thread, "verify_confirmed", {"due_at": due_at},
                          message_id=message_id, date=date)
 
 
 def verification_wrong_code(settings: Settings, thread: CustomerThread, *, tries_left: int,
-                            message_id: str, date: datetime) -> EmailMessage:
+                            message_id: str, date: datetime) -> Message:
     """The code did not match; ``tries_left`` more attempts are allowed."""
     return customer_mail(settings, thread, "verify_wrong_code", {"tries_left": tries_left},
                          message_id=message_id, date=date)
 
 
 def verification_failed(settings: Settings, thread: CustomerThread, *, expired: bool,
-                        message_id: str, date: datetime) -> EmailMessage:
+                        message_id: str, date: datetime) -> Message:
     """Too many wrong codes (``expired=False``) or the code expired: how to start again."""
     return customer_mail(settings, thread, "verify_failed", {"expired": expired},
                          message_id=message_id, date=date)
@@ -471,7 +503,7 @@ def verification_failed(settings: Settings, thread: CustomerThread, *, expired: 
 
 def verification_reminder(settings: Settings, thread: CustomerThread, *,
                           code_expires_at: datetime, verification_code: str | None = None,
-                          message_id: str, date: datetime) -> EmailMessage:
+                          message_id: str, date: datetime) -> Message:
     """One reminder; repeats the code only when the caller still has it (e.g. a new one)."""
     context = {"code_expires_at": code_expires_at,
                "verification_code": clean_line(verification_code) or None}
@@ -480,21 +512,21 @@ def verification_reminder(settings: Settings, thread: CustomerThread, *,
 
 
 def closed_unverified(settings: Settings, thread: CustomerThread, *, message_id: str,
-                      date: datetime) -> EmailMessage:
+                      date: datetime) -> Message:
     """The ticket closed because identity was never confirmed: how to start again."""
     return customer_mail(settings, thread, "closed_unverified", {},
                          message_id=message_id, date=date)
 
 
 def followup_added(settings: Settings, thread: CustomerThread, *, due_at: datetime,
-                   message_id: str, date: datetime) -> EmailMessage:
+                   message_id: str, date: datetime) -> Message:
     """Short note: a follow-up was added to the existing ticket."""
     return customer_mail(settings, thread, "followup_added", {"due_at": due_at},
                          message_id=message_id, date=date)
 
 
 def too_large(settings: Settings, thread: CustomerThread, *, received_at: datetime,
-              message_id: str, date: datetime) -> EmailMessage:
+              message_id: str, date: datetime) -> Message:
     """Acknowledge a mail over ``limits.max_message_bytes`` that we could not read."""
     max_mb = max(1, round(settings.limits.max_message_bytes / (1024 * 1024)))
     context = {"received_at": received_at, "max_mb": max_mb}
@@ -507,7 +539,7 @@ def staff_notification(settings: Settings, *, ref: str, triage: Triage, mail: In
                        message_id: str, date: datetime, received_at: datetime | None = None,
                        followup: bool = False, reply_to: str | None = None,
                        in_reply_to: str | None = None,
-                       references: Sequence[str] = ()) -> EmailMessage:
+                       references: Sequence[str] = ()) -> Message:
     """Tell staff about a new ticket or a follow-up, and how to act on it (English)."""
     context = {
         **_base_context(settings), "ref": clean_line(ref), "followup": followup,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from datetime import date, datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 
 from bot import compose
 from bot.config import Settings
@@ -289,7 +289,7 @@ def extend_deadlines_for_wait(store: Store, conn: sqlite3.Connection, settings: 
 # -- helpers --------------------------------------------------------------------------------
 
 def _internal_mail(settings: Settings, recipients: list[str], subject: str, text: str,
-                   now: datetime) -> EmailMessage:
+                   now: datetime) -> Message:
     return compose.build_mail(
         from_name=settings.bot.display_name, from_addr=settings.bot.address,
         to=recipients, subject=subject, text=text, html=None,

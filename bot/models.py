@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-
 # Local-part prefix of every Message-ID the bot creates: lets the bot recognise its own
 # mail without mistaking staff mail from the same domain for it.
 BOT_MESSAGE_ID_PREFIX = "inquiry-bot."

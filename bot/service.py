@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from bot import autoreply, compose, escalation, staff, verification
+from bot import autoreply, compose, escalation, notify_limits, staff, verification
 from bot.autogen import machine_generated_reason
 from bot.config import Settings
 from bot.conversation import Action, Route
@@ -71,6 +71,8 @@ class Service:
         if self.store.is_known_message(key):
             return self._ignore(source, key, "already-processed", now)
         reason = machine_generated_reason(mail, self.settings.bot.address)
+        if not reason and autoreply.is_own_address(mail.from_addr, self.settings.bot.address):
+            reason = "own-address"  # contact+x@ from outside: spoofed, never a customer
         if reason:
             return self._ignore(source, key, reason, now, mail, raw)
         route = staff.route_mail(self.store, self.settings, mail, now)
@@ -270,8 +272,10 @@ class Service:
     def _notify_staff(self, conn: sqlite3.Connection, ticket: TicketInfo, mail: InboundMail,
                       now: datetime) -> None:
         recipients = [a for a in self.settings.staff.notify if a != self.settings.bot.address]
-        if not recipients:
-            return
+        if not recipients or not notify_limits.admit(
+                self.store, self.settings, conn, sender=mail.from_addr, ticket_id=ticket.id,
+                now=now):
+            return  # a flood from one sender: held for the hourly summary (bot.notify_limits)
         message = compose.staff_notification(
             self.settings, ref=ticket.ref, triage=ticket.triage, mail=mail,
             due_at=ticket.due_at,

@@ -89,7 +89,7 @@ def _client(settings: SmtpSection) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
         hostname=settings.host, port=settings.port, timeout=settings.timeout_seconds,
         use_tls=settings.security == "tls",
-        start_tls=True if settings.security == "starttls" else False,
+        start_tls=settings.security == "starttls",
         tls_context=context)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot import compose, conversation
+from bot import compose, conversation, notify_limits
 from bot.config import Settings
 from bot.conversation import Action, Command, Evidence, Route, StaffInstruction, TicketView
 from bot.models import Category, InboundMail, Language, MessageKind, Triage
@@ -282,8 +282,10 @@ def notify_followup(svc: Service, conn: sqlite3.Connection, ticket: dict[str, An
                     mail: InboundMail, now: datetime) -> None:
     """Tell staff about a customer follow-up, threaded under the ticket's first notification."""
     recipients = [a for a in svc.settings.staff.notify if a != svc.settings.bot.address]
-    if not recipients:
-        return
+    if not recipients or not notify_limits.admit(svc.store, svc.settings, conn,
+                                                 sender=mail.from_addr, ticket_id=ticket["id"],
+                                                 now=now):
+        return  # a flood from one sender: held for the hourly summary (bot.notify_limits)
     first = svc.store.rows("SELECT message_id FROM messages WHERE ticket_id = ? AND kind = ? "
                            "ORDER BY id LIMIT 1", (ticket["id"], MessageKind.NOTIFICATION.value))
     parent = first[0]["message_id"] if first else None

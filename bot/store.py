@@ -133,11 +133,13 @@ class Store:
             conn.execute(
                 "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) "
                 "VALUES (?, ?, 0, ?) ON CONFLICT(mailbox) DO UPDATE SET "
-                "uidvalidity = excluded.uidvalidity, last_uid = 0, updated_at = excluded.updated_at",
+                "uidvalidity = excluded.uidvalidity, last_uid = 0, "
+                "updated_at = excluded.updated_at",
                 (mailbox, uidvalidity, utc_iso(now)))
 
     # -- tickets ------------------------------------------------------------------------
-    def create_ticket(self, conn: sqlite3.Connection, prefix: str, **fields: Any) -> tuple[int, str]:
+    def create_ticket(self, conn: sqlite3.Connection, prefix: str,
+                      **fields: Any) -> tuple[int, str]:
         """Insert a ticket; its ref is derived from its id (``CJD-000123``)."""
         fields = {k: v for k, v in fields.items() if k in _TICKET_COLUMNS}
         cols = ", ".join(fields)
@@ -295,36 +297,44 @@ class Store:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # -- staff notices per sender (bot.notify_limits) ---------------------------------------
-    def log_sender_notification(self, conn: sqlite3.Connection, *, sender: str,
-                                ticket_id: int, held: bool, now: datetime) -> None:
-        """Record a staff notice about ``sender``: sent now, or held for the summary."""
-        _insert(conn, "sender_notifications", {"sender": sender, "ticket_id": ticket_id,
-                                               "held": int(held), "at": utc_iso(now)})
+    # The sender is the ticket's customer_email (a follow-up joins only its sender's
+    # ticket), so redacting a ticket also redacts its notices.
+    def log_staff_notice(self, conn: sqlite3.Connection, *, ticket_id: int, held: bool,
+                         now: datetime) -> None:
+        """Record a staff notice about a ticket: sent now, or held for the summary."""
+        _insert(conn, "staff_notices", {"ticket_id": ticket_id, "held": int(held),
+                                        "at": utc_iso(now)})
 
-    def sender_notices_since(self, sender: str, since: datetime) -> int:
-        """Notices about ``sender`` sent individually (not held) since ``since``."""
+    def staff_notices_since(self, sender: str, since: datetime) -> int:
+        """Notices about ``sender``'s tickets sent individually (not held) since ``since``."""
         return self.conn.execute(
-            "SELECT count(*) FROM sender_notifications WHERE sender = ? AND at >= ? "
-            "AND held = 0", (sender, utc_iso(since))).fetchone()[0]
+            "SELECT count(*) FROM tickets t JOIN staff_notices n ON n.ticket_id = t.id "
+            "WHERE t.customer_email = ? AND n.at >= ? AND n.held = 0",
+            (sender, utc_iso(since))).fetchone()[0]
 
-    def held_notifications(self) -> list[dict[str, Any]]:
-        """Held notices not yet summarized, with the ticket ref, per sender in order."""
+    def held_staff_notices(self) -> list[dict[str, Any]]:
+        """Held notices not yet summarized (id, at, ref, sender), grouped by sender."""
         return self.rows(
-            "SELECT n.id, n.sender, n.at, t.ref, (SELECT max(s.summarized_at) FROM "
-            "sender_notifications s WHERE s.sender = n.sender) AS last_summary_at "
-            "FROM sender_notifications n JOIN tickets t ON t.id = n.ticket_id "
-            "WHERE n.held = 1 AND n.summarized_at IS NULL ORDER BY n.sender, n.id")
+            "SELECT n.id, n.at, t.ref, t.customer_email AS sender FROM staff_notices n "
+            "JOIN tickets t ON t.id = n.ticket_id WHERE n.held = 1 AND n.summarized_at IS NULL "
+            "ORDER BY t.customer_email, n.id")
 
-    def mark_summarized(self, conn: sqlite3.Connection, row_ids: Sequence[int],
+    def last_summary_at(self, sender: str) -> str | None:
+        """When the last summary about ``sender`` went out (ISO UTC), or None."""
+        return self.conn.execute(
+            "SELECT max(n.summarized_at) FROM tickets t JOIN staff_notices n "
+            "ON n.ticket_id = t.id WHERE t.customer_email = ?", (sender,)).fetchone()[0]
+
+    def mark_summarized(self, conn: sqlite3.Connection, notice_ids: Sequence[int],
                         now: datetime) -> None:
-        """The held notices ``row_ids`` went out in a summary (inside its transaction)."""
-        for chunk in _chunks(list(row_ids), 500):
-            conn.execute(f"UPDATE sender_notifications SET summarized_at = ? WHERE id IN "
+        """The held notices went out in a summary (inside the summary's transaction)."""
+        for chunk in _chunks(list(notice_ids), 500):
+            conn.execute(f"UPDATE staff_notices SET summarized_at = ? WHERE id IN "
                          f"({','.join('?' * len(chunk))})", (utc_iso(now), *chunk))
 
-    def prune_sender_notifications(self, conn: sqlite3.Connection, before: datetime) -> None:
+    def prune_staff_notices(self, conn: sqlite3.Connection, before: datetime) -> None:
         """Forget settled notices older than ``before`` (they only matter for an hour)."""
-        conn.execute("DELETE FROM sender_notifications WHERE at < ? AND "
+        conn.execute("DELETE FROM staff_notices WHERE at < ? AND "
                      "(held = 0 OR summarized_at IS NOT NULL)", (utc_iso(before),))
 
     # -- job state ----------------------------------------------------------------------
@@ -475,16 +485,24 @@ def _migration_bounces(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_bounces_address ON bounces(address, at)")
 
 
-def _migration_sender_notifications(db: sqlite_utils.Database) -> None:
-    # One row per staff notice decided about a sender's mail: sent on its own (held = 0) or
-    # held for the hourly per-sender summary (held = 1, summarized_at once it went out).
-    db["sender_notifications"].create({"id": int, "sender": str, "ticket_id": int,
-                                       "held": int, "at": str, "summarized_at": str}, pk="id")
-    db.execute("CREATE INDEX idx_sender_notifications ON sender_notifications(sender, at)")
+def _migration_outbox_ticket_index(db: sqlite_utils.Database) -> None:
+    # The per-ticket auto-reply cap counts a ticket's outbox rows for every message:
+    # without this index that is a full scan, and ingest slows down as the outbox grows.
+    db.execute("CREATE INDEX idx_outbox_ticket ON outbox(ticket_id)")
+
+
+def _migration_staff_notices(db: sqlite_utils.Database) -> None:
+    # One row per staff notice decided about a customer's mail: sent on its own (held = 0)
+    # or held for the hourly per-sender summary (held = 1; summarized_at once it went out).
+    # The sender is the ticket's customer_email: no address of its own to redact.
+    db["staff_notices"].create({"id": int, "ticket_id": int, "held": int, "at": str,
+                                "summarized_at": str}, pk="id")
+    db.execute("CREATE INDEX idx_staff_notices_ticket ON staff_notices(ticket_id, at)")
 
 
 MIGRATIONS = [_migration_1, _migration_2_verification, _migration_job_state,
-              _migration_admin_views, _migration_bounces, _migration_sender_notifications]
+              _migration_admin_views, _migration_bounces, _migration_outbox_ticket_index,
+              _migration_staff_notices]
 
 
 @dataclass(frozen=True)

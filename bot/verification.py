@@ -24,7 +24,7 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from enum import StrEnum
 from typing import Any
 
@@ -354,7 +354,7 @@ def _tell_staff(store: Store, settings: Settings, conn: sqlite3.Connection,
 
 def staff_notice(settings: Settings, ticket: dict[str, Any], headline: str, lines: list[str],
                  new_text: str, to: list[str], *, message_id: str,
-                 date: datetime) -> EmailMessage:
+                 date: datetime) -> Message:
     """A short English notice to staff about something that happened on a ticket. PURE."""
     context = {
         "ref": compose.clean_line(ticket["ref"]), "headline": headline, "lines": lines,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot import audit, escalation, outbox, verification
+from bot import audit, escalation, notify_limits, outbox, verification
 from bot.config import Settings
 from bot.errors import BotError, TransientError
 from bot.imap import CONNECTION_ERRORS, Mailbox
@@ -37,6 +37,9 @@ OUTBOX_RETRY_SECONDS = 15
 FLUSH_WHILE_INGESTING_SECONDS = 0.2
 # A digest job delayed by a busy scheduler still runs; once-per-day is enforced by the DB.
 DIGEST_GRACE_SECONDS = 600
+# Held staff notices (a flood from one sender) are summarized at most hourly per sender;
+# checking every few minutes keeps the first summary of a flood prompt.
+SUMMARY_MINUTES = 5
 
 
 def utcnow() -> datetime:
@@ -103,6 +106,7 @@ class Worker:
             ingested.set()
             sender.join()
             mailbox.close()
+        self.summarize()
         self.verify()
         self.flush()
         self.escalate()
@@ -248,6 +252,10 @@ class Worker:
         """One verification pass: reminders and closing expired requests."""
         verification.verification_pass(store or self.store, self.settings, self.clock())
 
+    def summarize(self, store: Store | None = None) -> None:
+        """Queue the hourly per-sender summaries of held staff notices (bot.notify_limits)."""
+        notify_limits.send_summaries(store or self.store, self.settings, self.clock())
+
     def digest(self, store: Store | None = None) -> None:
         """The daily digest of open tickets, if due (see bot.escalation.run_digest)."""
         escalation.run_digest(store or self.store, self.settings, self.clock(), dry_run=False)
@@ -269,6 +277,8 @@ class Worker:
                           max_instances=1, coalesce=True, next_run_time=utcnow())
         scheduler.add_job(self._job(self.verify), "interval", minutes=15, id="verification",
                           max_instances=1, coalesce=True, next_run_time=utcnow())
+        scheduler.add_job(self._job(self.summarize), "interval", minutes=SUMMARY_MINUTES,
+                          id="notification-summary", max_instances=1, coalesce=True)
         hour, minute = self.settings.escalation.digest_time.split(":")
         scheduler.add_job(self._job(self.digest), "cron", hour=int(hour), minute=int(minute),
                           timezone=self.settings.bot.timezone, id="digest", max_instances=1,

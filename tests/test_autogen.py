@@ -93,7 +93,8 @@ MACHINE = [
     ("ja-absent", inbound(subject="不在: お問い合わせ"), "out-of-office-subject"),
     ("ja-auto", inbound(subject="【自動返信】お問い合わせ"), "out-of-office-subject"),
     ("own-address", inbound(from_addr=BOT), "own-address"),
-    ("own-message-id", inbound(message_id="<inquiry-bot.20251103abc@cijidas.jp>"), "own-message-id"),
+    ("own-message-id", inbound(message_id="<inquiry-bot.20251103abc@cijidas.jp>"),
+     "own-message-id"),
 ]
 
 HUMAN = [

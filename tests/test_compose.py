@@ -50,13 +50,14 @@ def ack(category: Category | None = Category.DISCLOSURE, language: Language = La
 
 def parts(msg: EmailMessage) -> tuple[str, str]:
     """(text, html) as a reader sees the words: tags dropped, whitespace collapsed."""
+    msg = reparsed(msg)
     text = msg.get_body(("plain",)).get_content()
     html = re.sub(r"<[^>]*>", "", raw_html(msg))
     return " ".join(text.split()), " ".join(html.split())
 
 
 def raw_html(msg: EmailMessage) -> str:
-    return msg.get_body(("html",)).get_content()
+    return reparsed(msg).get_body(("html",)).get_content()
 
 
 def reparsed(msg: EmailMessage) -> EmailMessage:
@@ -165,10 +166,10 @@ def test_staff_notification():
         attachments=(Attachment("cccd.jpg", "image/jpeg", 1234, "00"),))
     triage = Triage(Category.DELETION, Language.VI, 0.42, 0.9, ("xóa", "dữ liệu"),
                     needs_review=True)
-    msg = compose.staff_notification(
+    msg = reparsed(compose.staff_notification(
         SETTINGS, ref=REF, triage=triage, mail=mail, due_at=DUE, verification_status="pending",
         to=["privacy@cijidas.jp", "dpo@cijidas.jp"], message_id="<n1@cijidas.jp>", date=NOW,
-        reply_to="contact+CJD-000123.tok@cijidas.jp")
+        reply_to="contact+CJD-000123.tok@cijidas.jp"))
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["Reply-To"] == "contact+CJD-000123.tok@cijidas.jp"
     assert msg["To"] == "privacy@cijidas.jp, dpo@cijidas.jp"
@@ -232,7 +233,8 @@ def test_references_are_capped_and_cleaned():
 def test_message_ids_are_fresh_and_on_our_domain():
     first, second = (compose.make_message_id("cijidas.jp") for _ in range(2))
     assert first != second and first.endswith("@cijidas.jp>")
-    assert compose.make_message_id("cijidas.jp", "CJD-1.abc") == "<inquiry-bot.CJD-1.abc@cijidas.jp>"
+    expected = "<inquiry-bot.CJD-1.abc@cijidas.jp>"
+    assert compose.make_message_id("cijidas.jp", "CJD-1.abc") == expected
     for domain, token in (("evil.jp>\r\nBcc: x", None), ("cijidas.jp", "a b")):
         with pytest.raises(ValueError):
             compose.make_message_id(domain, token)

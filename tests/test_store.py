@@ -128,7 +128,6 @@ def test_second_worker_on_the_same_database_refuses(tmp_path):
     with worker_lock(db):
         other = subprocess.run([sys.executable, "-c", code, str(db)])
         assert other.returncode == 3
-        with pytest.raises(AlreadyRunning):
-            with worker_lock(db):
-                pass
+        with pytest.raises(AlreadyRunning), worker_lock(db):
+            pass
     assert subprocess.run([sys.executable, "-c", code, str(db)]).returncode == 0
