@@ -34,7 +34,6 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 BACKOFF_START_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 OUTBOX_RETRY_SECONDS = 15
-FLUSH_WHILE_INGESTING_SECONDS = 0.2
 # A digest job delayed by a busy scheduler still runs; once-per-day is enforced by the DB.
 DIGEST_GRACE_SECONDS = 600
 # Held staff notices (a flood from one sender) are summarized at most hourly per sender;
@@ -96,32 +95,15 @@ class Worker:
     def once(self) -> int:
         """Fetch and process all new mail, flush the outbox, one escalation pass."""
         mailbox = Mailbox(self.settings.mailbox, self.settings.imap_password)
-        ingested = threading.Event()
-        # Send while we ingest (as `run` does): SMTP round trips overlap with processing.
-        sender = threading.Thread(target=self._flush_until, args=(ingested,), name="outbox")
-        sender.start()
         try:
             count = self.ingest(mailbox)
         finally:
-            ingested.set()
-            sender.join()
             mailbox.close()
         self.summarize()
         self.verify()
         self.flush()
         self.escalate()
         return count
-
-    def _flush_until(self, done: threading.Event) -> None:
-        """Flush repeatedly (own SQLite connection) until ``done`` is set."""
-        store = Store(self.settings.database_path, self.settings.storage.max_page_count)
-        try:
-            while not done.wait(FLUSH_WHILE_INGESTING_SECONDS):
-                self.flush(store)
-        except Exception as exc:  # noqa: BLE001 - the final flush in once() retries anyway
-            log.warning("outbox flush during ingest failed: %s: %s", type(exc).__name__, exc)
-        finally:
-            store.close()
 
     def run(self) -> None:
         """Until ``stop`` is set: ingest, wait for news (IDLE/poll), reconnect on failure."""
