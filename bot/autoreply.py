@@ -73,8 +73,8 @@ def queue_customer_mail(store: Store, settings: Settings, conn: sqlite3.Connecti
     if blocked:
         store.add_event(conn, ticket_id, now, _SUPPRESSED_EVENT, {"kind": kind, "why": blocked})
         return False
-    _queue(store, settings, conn, ticket_id, message, [recipient], kind, now, mask,
-           counted=True)
+    queue_mail(store, settings, conn, ticket_id, message, [recipient], kind, now, mask,
+               counted=True)
     return True
 
 
@@ -82,8 +82,8 @@ def queue_staff_mail(store: Store, settings: Settings, conn: sqlite3.Connection,
                      ticket_id: int, message: Message, now: datetime) -> None:
     """Queue a notice to staff (not counted against the customer caps)."""
     recipients = compose.recipients_of(message)
-    _queue(store, settings, conn, ticket_id, message, recipients, "notification", now, None,
-           counted=False)
+    queue_mail(store, settings, conn, ticket_id, message, recipients, "notification", now,
+               None, counted=False)
 
 
 def staff_recipients(settings: Settings) -> list[str]:
@@ -91,9 +91,13 @@ def staff_recipients(settings: Settings) -> list[str]:
     return [a for a in settings.staff.notify if not is_own_address(a, settings.bot.address)]
 
 
-def _queue(store: Store, settings: Settings, conn: sqlite3.Connection, ticket_id: int,
-           message: Message, recipients: list[str], kind: str, now: datetime,
-           mask: str | None, counted: bool) -> None:
+def queue_mail(store: Store, settings: Settings, conn: sqlite3.Connection,
+               ticket_id: int | None, message: Message, recipients: list[str], kind: str,
+               now: datetime, mask: str | None = None, counted: bool = True) -> None:
+    """Outbox row + its copy in ``messages`` (code masked), inside the caller's transaction.
+
+    ``counted`` mail counts against the per-recipient auto-reply cap.
+    """
     outbox_id = store.enqueue(conn, message_id=message["Message-ID"], ticket_id=ticket_id,
                               recipients=recipients, raw=bytes(message), kind=kind, now=now,
                               sensitive=mask is not None)

@@ -288,20 +288,8 @@ class Service:
     def _enqueue(self, conn: sqlite3.Connection, ticket_id: int, message, recipients: list[str],
                  kind: MessageKind, now: datetime, mask: str | None = None,
                  counted: bool = True) -> None:
-        raw = bytes(message)
-        outbox_id = self.store.enqueue(conn, message_id=message["Message-ID"],
-                                       ticket_id=ticket_id, recipients=recipients, raw=raw,
-                                       kind=kind.value, now=now, sensitive=mask is not None)
-        if counted:
-            self.store.add_outbox_recipients(conn, outbox_id, recipients, now)
-        body = compose.plain_text(message)
-        self.store.add_message(
-            conn, ticket_id=ticket_id, direction=Direction.OUT.value, kind=kind.value,
-            message_id=message["Message-ID"], in_reply_to=message["In-Reply-To"],
-            from_addr=self.settings.bot.address, to_addrs=", ".join(recipients),
-            subject=str(message["Subject"]),
-            body_text=body.replace(mask, "********") if mask else body,
-            attachments="[]", created_at=utc_iso(now))
+        autoreply.queue_mail(self.store, self.settings, conn, ticket_id, message, recipients,
+                             kind.value, now, mask, counted)
 
     def _auto_reply_blocked(self, address: str, now: datetime,
                             ticket_id: int | None = None) -> str | None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from langdetect import DetectorFactory
-from mailservers import PASSWORD, TEST_USERS, make_imap_server
+from mailservers import (
+    PASSWORD,
+    REQUIRE_DOVECOT_ENV,
+    TEST_USERS,
+    DovecotServer,
+    find_dovecot,
+    make_imap_server,
+)
 
 from bot.devmail import ImapServerBase, SmtpSink
 from bot.devmail import free_port as _free_port
@@ -48,3 +56,19 @@ def smtp_server(imap_server: ImapServerBase) -> Iterator[SmtpSink]:
 def free_port() -> int:
     """A loopback TCP port with nothing listening on it (e.g. for connection-refused tests)."""
     return _free_port()
+
+
+@pytest.fixture
+def tls_dovecot(tmp_path: Path) -> Iterator[DovecotServer]:
+    """Dovecot with a self-signed certificate (implicit TLS on .tls_port, STARTTLS on .port)."""
+    if find_dovecot() is None:
+        if os.environ.get(REQUIRE_DOVECOT_ENV) == "1":
+            pytest.fail("Dovecot is required for the TLS checks but is not installed")
+        pytest.skip("TLS checks need Dovecot (apt-get install dovecot-imapd)")
+    server = DovecotServer(tmp_path / "dovecot-tls", tls=True)
+    server.add_user("contact@cijidas.jp", PASSWORD)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from botenv import BOT, bot_env, write_config
-from mailservers import PASSWORD, REQUIRE_DOVECOT_ENV, DovecotServer, find_dovecot
+from botenv import bot_env, write_config
+from mailservers import PASSWORD
 
 from bot.check import exit_code, run_checks
 from bot.config import DEFAULT_TEMPLATES_DIR, load_settings
@@ -31,22 +30,6 @@ def auth_smtp() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
-
-
-@pytest.fixture
-def tls_dovecot(tmp_path: Path) -> Iterator[DovecotServer]:
-    """Dovecot with a self-signed certificate (implicit TLS on .tls_port, STARTTLS on .port)."""
-    if find_dovecot() is None:
-        if os.environ.get(REQUIRE_DOVECOT_ENV) == "1":
-            pytest.fail("Dovecot is required for the TLS checks but is not installed")
-        pytest.skip("TLS checks need Dovecot (apt-get install dovecot-imapd)")
-    server = DovecotServer(tmp_path / "dovecot-tls", tls=True)
-    server.add_user(BOT, PASSWORD)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def check(config: Path, imap_password: str | None = PASSWORD,
