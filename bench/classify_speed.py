@@ -1,7 +1,8 @@
 """Triage throughput on the corpus: mails per second on one core.
 
-Parsing is done once up front; the figure is for ``bot.triage.triage`` alone (language +
-category), which is what the pipeline adds per mail.
+The first figures are for ``bot.triage.triage`` alone (language + category), parsing done
+up front: what the pipeline adds per mail. The last one is the whole ``classify`` command
+path per file.
 
 Usage: .venv/bin/python bench/classify_speed.py [--rounds N]
 """
@@ -19,6 +20,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from triage_eval import CORPUS, load_labels, read_mail  # noqa: E402
 
+from bot.classify_files import classify_file  # noqa: E402
 from bot.triage import triage  # noqa: E402
 
 
@@ -41,6 +43,14 @@ def main() -> None:
         triage(subject, text * 20)
     elapsed = time.perf_counter() - start
     print(f"long mails (text x20): {len(mails) / elapsed:.0f} mails/s")
+    files = [CORPUS / s.file for s in load_labels("all")]
+    start = time.perf_counter()
+    for _ in range(3):
+        for path in files:
+            classify_file(path, None)
+    elapsed = time.perf_counter() - start
+    print(f"`inquiry-bot classify` per file (read + parse + machine check + triage): "
+          f"{3 * len(files) / elapsed:.0f} mails/s")
 
 
 if __name__ == "__main__":
