@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import os
 import signal
+import sqlite3
 from email import policy
 from pathlib import Path
 
@@ -259,3 +260,24 @@ def test_crash_in_the_middle_of_a_batch_loses_nothing(tmp_path, imap_server, smt
     assert acked == {f"c{i}@example.org" for i in range(total)}
     # At most the one send in flight at the kill can have gone out twice.
     assert len(smtp_server.received) - total <= 1
+
+
+def test_uidvalidity_change_rescans_without_duplicates(tmp_path, imap_server, smtp_server, env):
+    config = write_config(tmp_path, imap_server, smtp_server, staff={"notify": []})
+    imap_server.append(BOT, customer_mail("Question", "Do you keep my address?"))
+    imap_server.append(BOT, b"From: x@example.com\r\nSubject: no message-id\r\n\r\nhello\r\n")
+    assert once(config) == 0
+    db = tmp_path / "state" / "tickets.db"
+    assert scalar(db, "SELECT count(*) FROM tickets") == 2
+    # The server renumbered the folder (as after a mailbox rebuild): simulate the new value.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE mailbox_state SET uidvalidity = uidvalidity - 1")
+        conn.execute("UPDATE processed SET uidvalidity = uidvalidity - 1")
+
+    assert once(config) == 0
+
+    assert scalar(db, "SELECT count(*) FROM tickets") == 2
+    assert query(db, "SELECT outcome, reason FROM processed WHERE uidvalidity = "
+                     "(SELECT uidvalidity FROM mailbox_state)") == [
+        ("ignored", "already-processed"), ("ignored", "already-processed")]
+    assert len(smtp_server.received) == 2
