@@ -472,8 +472,10 @@ def acknowledgement(settings: Settings, *, ref: str, category: Category | None,
         "category": category.value if category else None, "received_at": received_at,
         "due_at": due_at, "verification": verification,
         "complaints_owner": settings.bot.complaints_owner,
+        "complaints_owner_vi": settings.bot.complaints_owner_vi,
         "fee": settings.disclosure.fee,
         "payment_instructions": settings.disclosure.payment_instructions,
+        "payment_instructions_vi": settings.disclosure.payment_instructions_vi,
     }
     thread = CustomerThread(ref, language, customer_email, customer_name, original_subject,
                             in_reply_to, tuple(references), bilingual)

@@ -39,6 +39,7 @@ class BotSection:
     company_name: str = "Cijidas LLC"
     policy_url: str = "https://cijidas.jp/privacy"
     complaints_owner: str = "Personal Information Protection Manager"
+    complaints_owner_vi: str = "Người quản lý bảo vệ thông tin cá nhân"
     heartbeat_file: str = ""
 
 
@@ -143,6 +144,8 @@ class VerificationSection:
 class DisclosureSection:
     fee: str = "1,000 JPY"
     payment_instructions: str = "We will send payment instructions after verifying your identity."
+    payment_instructions_vi: str = ("Chúng tôi sẽ gửi hướng dẫn thanh toán sau khi xác minh "
+                                    "danh tính của Quý khách.")
 
 
 @dataclass(frozen=True)

@@ -291,3 +291,15 @@ def test_unusable_recipient_is_a_value_error(address):
             from_name="Cijidas", from_addr="contact@cijidas.jp", to=address, subject="s",
             text="t", html=None, message_id="<a@cijidas.jp>", date=NOW, in_reply_to=None,
             references=[], languages=[Language.EN], auto_submitted="auto-replied")
+
+
+@pytest.mark.parametrize("category, english, vietnamese", [
+    (Category.COMPLAINT, SETTINGS.bot.complaints_owner, SETTINGS.bot.complaints_owner_vi),
+    (Category.DISCLOSURE, SETTINGS.disclosure.payment_instructions,
+     SETTINGS.disclosure.payment_instructions_vi),
+])
+def test_configured_texts_appear_in_the_customers_language(category, english, vietnamese):
+    vi_text, _ = parts(ack(category, Language.VI))
+    en_text, _ = parts(ack(category, Language.EN))
+    assert vietnamese in vi_text and english not in vi_text
+    assert english in en_text and vietnamese not in en_text
