@@ -30,15 +30,11 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime as rfc2822_date
 from email.utils import formataddr, getaddresses
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
-
-import jinja2
-from markupsafe import Markup, escape
 
 from bot.config import Settings
 from bot.models import BOT_MESSAGE_ID_PREFIX, Category, InboundMail, Language, Triage
+from bot.render import render
 
 # The single word a customer replies with, on its own line, when we got the category wrong.
 WRONG_WORDS: Mapping[Language, str] = {Language.EN: "WRONG", Language.VI: "SAI"}
@@ -54,9 +50,6 @@ DEFAULT_SUBJECT: Mapping[Language, str] = {
     Language.VI: "Yêu cầu của Quý khách về thông tin cá nhân",
 }
 
-_EN_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-              "September", "October", "November", "December")
-_VI_ZONES = {"Asia/Tokyo": "giờ Nhật Bản", "Asia/Ho_Chi_Minh": "giờ Việt Nam"}
 # Controls, bidi embeddings/overrides/isolates and Unicode line separators: a header or a
 # single-line value must not break lines or visually reorder text (RTL spoofing).
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
@@ -69,8 +62,6 @@ _REPLY_PREFIX = re.compile(
 _MSGID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
-_NBSP = "\u00a0"  # textwrap only breaks at ASCII whitespace
-_BLOCK_TAG = re.compile(r"<(?:p|div|ul|ol|h\d|blockquote|table|pre)\b")
 
 
 # -- small pure helpers --------------------------------------------------------------------
@@ -150,21 +141,6 @@ def _normal_msgid(value: str | None) -> str | None:
     return value if _MSGID.fullmatch(value) else None
 
 
-def format_datetime(moment: datetime, language: Language | str) -> str:
-    """en ``24 November 2026, 12:00 (JST)``; vi ``12:00 ngày 24/11/2026 (giờ Nhật Bản)``."""
-    if language == Language.VI:
-        zone = _VI_ZONES.get(getattr(moment.tzinfo, "key", ""), f"giờ {moment.tzname()}")
-        return f"{moment:%H:%M} ngày {moment:%d/%m/%Y} ({zone})"
-    return f"{format_date(moment, language)}, {moment:%H:%M} ({moment.tzname()})"
-
-
-def format_date(moment: datetime, language: Language | str) -> str:
-    """en ``8 December 2026``; vi ``08/12/2026`` (templates write "ngày" before it)."""
-    if language == Language.VI:
-        return f"{moment:%d/%m/%Y}"
-    return f"{moment.day} {_EN_MONTHS[moment.month - 1]} {moment.year}"
-
-
 def _aware_or_none(moment: datetime | None) -> datetime | None:
     return moment if moment is not None and moment.tzinfo is not None else None
 
@@ -179,119 +155,6 @@ def _local(moment: datetime | None, settings: Settings) -> datetime | None:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass aware UTC times")
     return moment.astimezone(settings.tz)
-
-
-# -- rendering -----------------------------------------------------------------------------
-
-def _unbroken(formatter: Any) -> Any:
-    """A date filter for the text part whose result is never split by line wrapping."""
-    return lambda moment, language: formatter(moment, language).replace(" ", _NBSP)
-
-
-def wrap_words(line: str, width: int, indent: str = "") -> list[str]:
-    """Greedy wrap on plain spaces only (NBSP keeps dates together; long words stay whole).
-
-    textwrap does the same but was the largest cost of rendering an acknowledgement.
-    """
-    out: list[str] = []
-    current = ""
-    for word in line.split(" "):
-        if not word:
-            continue
-        candidate = f"{current} {word}" if current else (indent if out else "") + word
-        if current and len(candidate) > width:
-            out.append(current)
-            current = indent + word
-        else:
-            current = candidate
-    if current:
-        out.append(current)
-    return out
-
-
-def _tidy_text(text: str) -> str:
-    """Wrap prose at 76 columns; leave quotes ("> ") and indented lines alone."""
-    lines = []
-    for line in text.splitlines():
-        line = line.rstrip()
-        if len(line) <= 76 or line.startswith((">", " ")):
-            lines.append(line)
-        else:
-            lines.extend(wrap_words(line, 76, "  " if line.startswith("- ") else ""))
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
-    return text.replace(_NBSP, " ")
-
-
-def _paragraphs(value: str) -> Markup:
-    """HTML blocks from rendered (already escaped) text: blank line = new block,
-    "- " lines = list, other line breaks = ``<br>``."""
-    blocks = []
-    for chunk in re.split(r"\n\s*\n", str(escape(value)).strip()):
-        lines = [line.strip() for line in chunk.strip().splitlines()]
-        if not lines or not lines[0]:
-            continue
-        if _BLOCK_TAG.match(lines[0]):
-            blocks.append("\n".join(lines))
-        elif lines[0].startswith("- "):
-            items = "".join(f"<li>{line[2:]}</li>\n" for line in lines)
-            blocks.append(f"<ul>\n{items}</ul>")
-        else:
-            blocks.append("<p>" + "<br>\n".join(lines) + "</p>")
-    return Markup("\n".join(blocks))
-
-
-def _html_link(url: str, label: str | None = None) -> Markup:
-    if not str(url).startswith(("https://", "http://", "mailto:")):
-        return escape(label or url)
-    return Markup('<a href="%s">%s</a>') % (url, label or url)
-
-
-def _html_quote(text: str) -> Markup:
-    # Newlines become character references so that the block survives _paragraphs intact.
-    body = str(escape(text)).replace("\n", "&#10;")
-    return Markup('<blockquote style="white-space:pre-wrap;border-left:3px solid #ccc;'
-                  f'margin:0;padding-left:1em">{body}</blockquote>')
-
-
-# Template helpers: the same call gives plain text in the text part and markup in the HTML.
-_TEXT_HELPERS = {
-    "strong": str,
-    "link": lambda url, label=None: str(label or url),
-    "quote": lambda text: "\n".join(f"> {line}" for line in str(text).splitlines()) or ">",
-    "when": _unbroken(format_datetime), "day": _unbroken(format_date),
-}
-_HTML_HELPERS = {
-    "strong": lambda value: Markup("<strong>%s</strong>") % value,
-    "link": _html_link, "quote": _html_quote, "when": format_datetime, "day": format_date,
-}
-
-
-@lru_cache(maxsize=8)
-def _environments(templates_dir: Path) -> tuple[jinja2.Environment, jinja2.Environment]:
-    """(text, html) environments over one template folder; html autoescapes everything."""
-    loader = jinja2.FileSystemLoader(str(templates_dir))
-    envs = []
-    for autoescape, helpers in ((False, _TEXT_HELPERS), (True, _HTML_HELPERS)):
-        env = jinja2.Environment(loader=loader, autoescape=autoescape,
-                                 undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                 lstrip_blocks=True, keep_trailing_newline=True,
-                                 auto_reload=False)  # no stat() per render; restart to reload
-        env.globals.update(strong=helpers["strong"], link=helpers["link"],
-                           quote=helpers["quote"])
-        env.filters.update(when=helpers["when"], day=helpers["day"], paragraphs=_paragraphs)
-        envs.append(env)
-    return envs[0], envs[1]
-
-
-def render(templates_dir: Path, name: str, language: Language, context: Mapping[str, Any],
-           *, bilingual: bool = False) -> tuple[str, str]:
-    """Render ``<lang>/<name>.j2`` as (text, html); bilingual = Vietnamese, then English."""
-    languages = [Language.VI, Language.EN] if bilingual else [Language(language)]
-    data = {**context, "mail_name": name, "languages": [lang.value for lang in languages]}
-    text_env, html_env = _environments(Path(templates_dir))
-    text = text_env.get_template("layout.txt.j2").render(data)
-    html = html_env.get_template("layout.html.j2").render(data)
-    return _tidy_text(text), html
 
 
 def recipients_of(message: Message) -> list[str]:

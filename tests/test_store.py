@@ -50,7 +50,7 @@ def test_schema_has_the_contract_columns(store):
 def test_migrations_run_once(tmp_path, store):
     again = Store(tmp_path / "state" / "tickets.db")
     versions = again.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
-    assert versions == len(__import__("bot.store").store.MIGRATIONS)
+    assert versions == len(__import__("bot.schema").schema.MIGRATIONS)
     again.close()
 
 
