@@ -196,7 +196,7 @@ class Service:
                     received: datetime, now: datetime, route: Route | None = None) -> Handled:
         result = self._triage(mail)
         due = deadlines(received, result.category, self.settings.sla, self.calendar)
-        verification = result.category in VERIFIED_CATEGORIES
+        needs_code = result.category in VERIFIED_CATEGORIES
         with self.store.transaction() as conn:
             ticket_id, ref = self.store.create_ticket(
                 conn, self.settings.bot.ticket_prefix,
@@ -205,7 +205,7 @@ class Service:
                 customer_name=mail.from_name, created_at=utc_iso(received),
                 due_at=utc_iso(due.respond_at), escalate_at=utc_iso(due.escalate_at),
                 hard_at=utc_iso(due.hard_at), escalation_level=0,
-                verification_status="pending" if verification else "not_required",
+                verification_status="pending" if needs_code else "not_required",
                 needs_review=int(result.needs_review),
                 triage_confidence=round(result.confidence, 3),
                 language_confidence=round(result.language_confidence, 3),
@@ -217,7 +217,7 @@ class Service:
                 "confidence": round(result.confidence, 3), "needs_review": result.needs_review})
             if route and route.linked:
                 staff.link_tickets(self.store, conn, ticket_id, route, now)
-            code = self._new_code(conn, ticket_id, ref, now) if verification else None
+            code = self._new_code(conn, ticket_id, ref, now) if needs_code else None
             ticket = TicketInfo(ticket_id, ref, result, received, due.respond_at, code)
             self._acknowledge(conn, ticket, mail, now)
             self._notify_staff(conn, ticket, mail, now)
@@ -248,7 +248,7 @@ class Service:
         conn.execute(
             "INSERT INTO verifications (ticket_id, code_hash, expires_at, attempts_left, "
             "created_at) VALUES (?, ?, ?, ?, ?)",
-            (ticket_id, hash_code(ref, code), utc_iso(expires),
+            (ticket_id, verification.hash_code(ref, code), utc_iso(expires),
              self.settings.verification.max_attempts, utc_iso(now)))
         self.store.add_event(conn, ticket_id, now, "waiting_for_customer",
                              {"for": "identity verification"})
@@ -276,7 +276,7 @@ class Service:
 
     def _notify_staff(self, conn: sqlite3.Connection, ticket: TicketInfo, mail: InboundMail,
                       now: datetime) -> None:
-        recipients = [a for a in self.settings.staff.notify if a != self.settings.bot.address]
+        recipients = autoreply.staff_recipients(self.settings)
         if not recipients or not notify_limits.admit(
                 self.store, self.settings, conn, sender=mail.from_addr, ticket_id=ticket.id,
                 now=now):
@@ -301,10 +301,6 @@ class Service:
         """Why no automatic mail may go to ``address`` (on ``ticket_id``) now, or None."""
         return autoreply.blocked_reason(self.store, self.settings, address, now, ticket_id)
 
-    @property
-    def _staff(self) -> set[str]:
-        return {a.lower() for a in self.settings.staff.addresses}
-
 
 @dataclass(frozen=True)
 class TicketInfo:
@@ -319,18 +315,6 @@ class TicketInfo:
 def message_key(mail: InboundMail, raw: bytes) -> str:
     """Identity of a message across UIDVALIDITY changes: its Message-ID, else a raw hash."""
     return mail.message_id or _raw_key(raw)
-
-
-def is_own_address(address: str, bot_address: str) -> bool:
-    """The bot's address or one of its plus-addresses (``contact+x@...``)."""
-    local, _, domain = address.lower().partition("@")
-    bot_local, _, bot_domain = bot_address.lower().partition("@")
-    return domain == bot_domain and local.split("+")[0] == bot_local
-
-
-def hash_code(ref: str, code: str) -> str:
-    """Only this hash of a verification code is stored (salted by the ticket ref)."""
-    return verification.hash_code(ref, code)
 
 
 def _raw_key(raw: bytes) -> str:

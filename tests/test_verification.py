@@ -18,9 +18,9 @@ from bot import verification
 from bot.cli import main
 from bot.config import settings_from_dict
 from bot.models import MessageSource
-from bot.service import Service, hash_code
+from bot.service import Service
 from bot.store import Store
-from bot.verification import Due, Verdict
+from bot.verification import Due, Verdict, hash_code
 
 REF = "CJD-000001"
 CODE = "48151623"
