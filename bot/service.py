@@ -112,37 +112,8 @@ class Service:
         machine = self._machine_reason(mail)
         if machine:
             return self._ignore(source, key, f"{machine}; {note}", now)
-        result = replace(self._triage(mail), needs_review=True)
         mail = replace(mail, body_text=f"[{note}; the body was not loaded]", size=size)
-        due = deadlines(now, result.category, self.settings.sla, self.calendar)
-        with self.store.transaction() as conn:
-            ticket_id, ref = self.store.create_ticket(
-                conn, self.settings.bot.ticket_prefix, category=result.category.value,
-                language=result.language.value, status=OPEN_STATUS, subject=mail.subject,
-                customer_email=mail.from_addr, customer_name=mail.from_name,
-                created_at=utc_iso(now), due_at=utc_iso(due.respond_at),
-                escalate_at=utc_iso(due.escalate_at), hard_at=utc_iso(due.hard_at),
-                escalation_level=0, verification_status="not_required", needs_review=1,
-                triage_confidence=round(result.confidence, 3), last_activity_at=utc_iso(now))
-            self._record_inbound(conn, ticket_id, mail, MessageKind.CUSTOMER, now)
-            self.store.add_event(conn, ticket_id, now, "ticket_created",
-                                 {"too_large": size, "category": result.category.value})
-            blocked = self._auto_reply_blocked(mail.from_addr, now, ticket_id)
-            if blocked:
-                self.store.add_event(conn, ticket_id, now, "acknowledgement_suppressed", blocked)
-            else:
-                thread = compose.CustomerThread(
-                    ref, result.language, mail.from_addr, mail.from_name, mail.subject,
-                    mail.message_id, tuple(mail.references), result.bilingual)
-                message = compose.too_large(
-                    self.settings, thread, received_at=now, date=now,
-                    message_id=compose.make_message_id(self.settings.bot_domain))
-                self._enqueue(conn, ticket_id, message, [mail.from_addr],
-                              MessageKind.ACKNOWLEDGEMENT, now)
-            info = TicketInfo(ticket_id, ref, result, now, due.respond_at, None)
-            self._notify_staff(conn, info, mail, now)
-            self.store.record_processed(conn, source, key, Outcome.TICKET, note, ticket_id, now)
-        return Handled(Outcome.TICKET, note, ref, result.category.value, result.language.value)
+        return self._new_ticket(source, key, mail, now, now, too_large=note)
 
     # -- outcomes -------------------------------------------------------------------------
     def _ignore(self, source: MessageSource, key: str, reason: str, now: datetime,
@@ -193,10 +164,15 @@ class Service:
         return Handled(Outcome.STAFF, reason, route.ticket.ref if route.ticket else None)
 
     def _new_ticket(self, source: MessageSource, key: str, mail: InboundMail,
-                    received: datetime, now: datetime, route: Route | None = None) -> Handled:
+                    received: datetime, now: datetime, route: Route | None = None,
+                    too_large: str | None = None) -> Handled:
+        """Open a ticket; ``too_large`` (the note) when only the header could be read: staff
+        review it, no code is sent, and the short "too large" reply replaces the ack."""
         result = self._triage(mail)
+        if too_large:
+            result = replace(result, needs_review=True)
         due = deadlines(received, result.category, self.settings.sla, self.calendar)
-        needs_code = result.category in VERIFIED_CATEGORIES
+        needs_code = result.category in VERIFIED_CATEGORIES and not too_large
         with self.store.transaction() as conn:
             ticket_id, ref = self.store.create_ticket(
                 conn, self.settings.bot.ticket_prefix,
@@ -214,16 +190,19 @@ class Service:
             self._record_inbound(conn, ticket_id, mail, MessageKind.CUSTOMER, now)
             self.store.add_event(conn, ticket_id, now, "ticket_created", {
                 "category": result.category.value, "language": result.language.value,
-                "confidence": round(result.confidence, 3), "needs_review": result.needs_review})
+                "confidence": round(result.confidence, 3), "needs_review": result.needs_review,
+                **({"too_large": mail.size} if too_large else {})})
             if route and route.linked:
                 staff.link_tickets(self.store, conn, ticket_id, route, now)
             code = self._new_code(conn, ticket_id, ref, now) if needs_code else None
             ticket = TicketInfo(ticket_id, ref, result, received, due.respond_at, code)
-            self._acknowledge(conn, ticket, mail, now)
+            self._acknowledge(conn, ticket, mail, now, too_large=bool(too_large))
             self._notify_staff(conn, ticket, mail, now)
             escalation.notify_new_complaint(self.store, conn, self.settings, ticket_id, now)
-            self.store.record_processed(conn, source, key, Outcome.TICKET, None, ticket_id, now)
-        return Handled(Outcome.TICKET, None, ref, result.category.value, result.language.value)
+            self.store.record_processed(conn, source, key, Outcome.TICKET, too_large, ticket_id,
+                                        now)
+        return Handled(Outcome.TICKET, too_large, ref, result.category.value,
+                       result.language.value)
 
     # -- pieces ---------------------------------------------------------------------------
     def _triage(self, mail: InboundMail) -> Triage:
@@ -255,10 +234,20 @@ class Service:
         return code, expires
 
     def _acknowledge(self, conn: sqlite3.Connection, ticket: TicketInfo, mail: InboundMail,
-                     now: datetime) -> None:
+                     now: datetime, too_large: bool = False) -> None:
         blocked = self._auto_reply_blocked(mail.from_addr, now, ticket.id)
         if blocked:
             self.store.add_event(conn, ticket.id, now, "acknowledgement_suppressed", blocked)
+            return
+        message_id = compose.make_message_id(self.settings.bot_domain)
+        if too_large:
+            thread = compose.CustomerThread(
+                ticket.ref, ticket.triage.language, mail.from_addr, mail.from_name,
+                mail.subject, mail.message_id, tuple(mail.references), ticket.triage.bilingual)
+            message = compose.too_large(self.settings, thread, received_at=ticket.received_at,
+                                        date=now, message_id=message_id)
+            self._enqueue(conn, ticket.id, message, [mail.from_addr],
+                          MessageKind.ACKNOWLEDGEMENT, now)
             return
         message = compose.acknowledgement(
             self.settings, ref=ticket.ref,
@@ -270,7 +259,7 @@ class Service:
             verification_code=ticket.code[0] if ticket.code else None,
             code_expires_at=ticket.code[1] if ticket.code else None,
             in_reply_to=mail.message_id, references=list(mail.references),
-            message_id=compose.make_message_id(self.settings.bot_domain), date=now)
+            message_id=message_id, date=now)
         self._enqueue(conn, ticket.id, message, [mail.from_addr], MessageKind.ACKNOWLEDGEMENT,
                       now, mask=ticket.code[0] if ticket.code else None)
 
