@@ -427,9 +427,20 @@ def staff_notification(settings: Settings, *, ref: str, triage: Triage, mail: In
     label = "Follow-up" if followup else f"New {triage.category.value}"
     review = " NEEDS REVIEW" if triage.needs_review else ""
     bare = bare_subject(ref, mail.subject) or "(no subject)"
-    return build_mail(
-        from_name=settings.bot.display_name, from_addr=settings.bot.address, to=to,
+    return internal_mail(
+        settings, to=to,
         subject=f"[{clean_line(ref)}] {label}{review} ({triage.language.value}): {bare}",
         text=text, html=html, message_id=message_id, date=date,
+        in_reply_to=in_reply_to, references=references, reply_to=reply_to)
+
+
+def internal_mail(settings: Settings, *, to: str | Sequence[str], subject: str, text: str,
+                  message_id: str, date: datetime, html: str | None = None,
+                  in_reply_to: str | None = None, references: Sequence[str] = (),
+                  reply_to: str | None = None) -> Message:
+    """A mail from the bot to staff: English, ``Auto-Submitted: auto-generated``."""
+    return build_mail(
+        from_name=settings.bot.display_name, from_addr=settings.bot.address, to=to,
+        subject=subject, text=text, html=html, message_id=message_id, date=date,
         in_reply_to=in_reply_to, references=references, languages=[Language.EN],
         auto_submitted="auto-generated", reply_to=reply_to)

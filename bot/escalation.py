@@ -26,7 +26,7 @@ from bot.escalation_plan import (
     render_escalation_text,
     ticket_link,
 )
-from bot.models import Category, Direction, Language, MessageKind
+from bot.models import Category, Direction, MessageKind
 from bot.sla import BusinessCalendar, calendar_from_settings, extend_for_waiting, from_iso, to_iso
 from bot.store import Store, utc_iso
 
@@ -290,11 +290,8 @@ def extend_deadlines_for_wait(store: Store, conn: sqlite3.Connection, settings: 
 
 def _internal_mail(settings: Settings, recipients: list[str], subject: str, text: str,
                    now: datetime) -> Message:
-    return compose.build_mail(
-        from_name=settings.bot.display_name, from_addr=settings.bot.address,
-        to=recipients, subject=subject, text=text, html=None,
-        message_id=compose.make_message_id(settings.bot_domain), date=now, in_reply_to=None,
-        references=(), languages=[Language.EN], auto_submitted="auto-generated")
+    return compose.internal_mail(settings, to=recipients, subject=subject, text=text, date=now,
+                                 message_id=compose.make_message_id(settings.bot_domain))
 
 
 def _verb(dry_run: bool) -> str:

@@ -21,14 +21,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from itertools import groupby
 from typing import Any
 
 from bot import compose
 from bot.autoreply import staff_recipients
 from bot.config import Settings
-from bot.models import Language, MessageKind
+from bot.models import MessageKind
 from bot.sla import from_iso
 from bot.store import Store
 
@@ -62,7 +62,7 @@ def send_summaries(store: Store, settings: Settings, now: datetime) -> int:
 
 
 def summary_mail(settings: Settings, *, sender: str, refs: Sequence[str], first: datetime,
-                 recipients: Sequence[str], message_id: str, now: datetime) -> EmailMessage:
+                 recipients: Sequence[str], message_id: str, now: datetime) -> Message:
     """PURE: the summary "N more tickets from X in the last hour: refs ..." to staff."""
     who = compose.clean_line(sender, 200) or "(no sender address)"
     when = "in the last hour" if now - first <= WINDOW else \
@@ -75,11 +75,9 @@ def summary_mail(settings: Settings, *, sender: str, refs: Sequence[str], first:
             "staff_notifications_per_sender_per_hour). Each ticket exists and was handled as "
             "usual; look them up by ref or by the sender's address. Further tickets from this "
             "sender are summarized at most once an hour.\n")
-    return compose.build_mail(
-        from_name=settings.bot.display_name, from_addr=settings.bot.address, to=recipients,
-        subject=f"{len(refs)} more tickets from {who} {when}", text=text, html=None,
-        message_id=message_id, date=now, in_reply_to=None, references=[],
-        languages=[Language.EN], auto_submitted="auto-generated")
+    return compose.internal_mail(
+        settings, to=recipients, subject=f"{len(refs)} more tickets from {who} {when}",
+        text=text, message_id=message_id, date=now)
 
 
 def _summary_due(last_summary_at: str | None, now: datetime) -> bool:

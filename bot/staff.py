@@ -264,12 +264,10 @@ def _tell_staff(svc: Service, conn: sqlite3.Connection, ticket_id: int | None,
     recipients = [r for r in recipients if r and r != svc.settings.bot.address]
     if not recipients:
         return
-    message = compose.build_mail(
-        from_name=svc.settings.bot.display_name, from_addr=svc.settings.bot.address,
-        to=recipients, subject=subject_prefix + subject, text=text, html=None,
+    message = compose.internal_mail(
+        svc.settings, to=recipients, subject=subject_prefix + subject, text=text,
         message_id=compose.make_message_id(svc.settings.bot_domain), date=now,
-        in_reply_to=in_reply_to, references=[], languages=[Language.EN],
-        auto_submitted="auto-generated")
+        in_reply_to=in_reply_to)
     svc._enqueue(conn, ticket_id, message, recipients, MessageKind.NOTIFICATION, now,
                  counted=False)
 

@@ -363,11 +363,8 @@ def staff_notice(settings: Settings, ticket: dict[str, Any], headline: str, line
         "new_text": compose.clean_text(new_text).strip()[:MAX_QUOTED],
     }
     text, html = compose.render(settings.templates_path, "staff_notice", Language.EN, context)
-    return compose.build_mail(
-        from_name=settings.bot.display_name, from_addr=settings.bot.address, to=to,
-        subject=f"[{context['ref']}] {headline}", text=text, html=html,
-        message_id=message_id, date=date, in_reply_to=None, references=(),
-        languages=[Language.EN], auto_submitted="auto-generated")
+    return compose.internal_mail(settings, to=to, subject=f"[{context['ref']}] {headline}",
+                                 text=text, html=html, message_id=message_id, date=date)
 
 
 def _msgid(settings: Settings) -> str:
