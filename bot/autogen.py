@@ -141,8 +141,16 @@ def _domain(address: str) -> str:
     return address.strip().strip("<>").rpartition("@")[2].lower()
 
 
+def is_own_address(address: str, bot_address: str) -> bool:
+    """The bot's address or one of its plus-addresses (``contact+x@...``)."""
+    local, _, domain = address.lower().partition("@")
+    bot_local, _, bot_domain = bot_address.lower().partition("@")
+    return domain == bot_domain and local.split("+")[0] == bot_local
+
+
 def _own_mail(mail: InboundMail, bot_address: str) -> str | None:
-    if bot_address and mail.from_addr == bot_address:
+    # A plus-address of the bot from outside is spoofed too: never a customer.
+    if bot_address and is_own_address(mail.from_addr, bot_address):
         return "own-address"
     if mail.message_id and _is_bot_message_id(mail.message_id, _domain(bot_address)):
         return "own-message-id"

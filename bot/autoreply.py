@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 
 from bot import compose
-from bot.autogen import is_noreply_address
+from bot.autogen import is_noreply_address, is_own_address
 from bot.config import Settings
 from bot.models import Direction
 from bot.store import Store, utc_iso
@@ -51,11 +52,9 @@ def blocked_reason(store: Store, settings: Settings, address: str, now: datetime
     return None
 
 
-def is_own_address(address: str, bot_address: str) -> bool:
-    """The bot's address or one of its plus-addresses (``contact+x@...``)."""
-    local, _, domain = address.lower().partition("@")
-    bot_local, _, bot_domain = bot_address.lower().partition("@")
-    return domain == bot_domain and local.split("+")[0] == bot_local
+def without_own_address(settings: Settings, addresses: Iterable[str]) -> list[str]:
+    """``addresses`` minus empty ones and the bot itself (mail to itself would loop)."""
+    return [a for a in addresses if a and not is_own_address(a, settings.bot.address)]
 
 
 def queue_customer_mail(store: Store, settings: Settings, conn: sqlite3.Connection, *,
@@ -88,7 +87,7 @@ def queue_staff_mail(store: Store, settings: Settings, conn: sqlite3.Connection,
 
 def staff_recipients(settings: Settings) -> list[str]:
     """Who hears about tickets, never the bot itself."""
-    return [a for a in settings.staff.notify if not is_own_address(a, settings.bot.address)]
+    return without_own_address(settings, settings.staff.notify)
 
 
 def queue_mail(store: Store, settings: Settings, conn: sqlite3.Connection,

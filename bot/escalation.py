@@ -14,7 +14,7 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from email.message import Message
 
-from bot import compose
+from bot import autoreply, compose
 from bot.config import Settings
 from bot.escalation_plan import (
     EscalationGroup,
@@ -26,7 +26,7 @@ from bot.escalation_plan import (
     render_escalation_text,
     ticket_link,
 )
-from bot.models import Category, Direction, MessageKind
+from bot.models import Category, MessageKind
 from bot.sla import BusinessCalendar, calendar_from_settings, extend_for_waiting, from_iso, to_iso
 from bot.store import Store, utc_iso
 
@@ -162,7 +162,7 @@ def last_digest_date(store: Store) -> date | None:
 def digest_recipients(settings: Settings) -> list[str]:
     """``staff.notify``, else ``escalation.to`` (never the bot itself)."""
     chosen = settings.staff.notify or settings.escalation.to
-    return [a for a in chosen if a.lower() != settings.bot.address.lower()]
+    return autoreply.without_own_address(settings, chosen)
 
 
 def _queue_digest(store: Store, settings: Settings, calendar: BusinessCalendar,
@@ -194,20 +194,13 @@ def notify_new_complaint(store: Store, conn: sqlite3.Connection, settings: Setti
     ticket = store.ticket(ticket_id)  # same connection: sees the uncommitted ticket
     if ticket is None or ticket["category"] != Category.COMPLAINT.value:
         return False
-    recipients = [a for a in settings.escalation.to
-                  if a.lower() != settings.bot.address.lower()]
+    recipients = autoreply.without_own_address(settings, settings.escalation.to)
     if not recipients:
         return False
     subject, text = complaint_notice_text(ticket, now, settings)
     message = _internal_mail(settings, recipients, subject, text, now)
-    store.enqueue(conn, message_id=message["Message-ID"], ticket_id=ticket_id,
-                  recipients=recipients, raw=bytes(message),
-                  kind=MessageKind.ESCALATION.value, now=now)
-    store.add_message(conn, ticket_id=ticket_id, direction=Direction.OUT.value,
-                      kind=MessageKind.ESCALATION.value, message_id=message["Message-ID"],
-                      in_reply_to=None, from_addr=settings.bot.address,
-                      to_addrs=", ".join(recipients), subject=subject, body_text=text,
-                      attachments="[]", created_at=utc_iso(now))
+    autoreply.queue_mail(store, settings, conn, ticket_id, message, recipients,
+                         MessageKind.ESCALATION.value, now, counted=False)
     store.add_event(conn, ticket_id, now, "complaint_notified", {"to": recipients})
     return True
 

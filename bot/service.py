@@ -70,7 +70,7 @@ class Service:
         received = min(received_at, now) if received_at else now
         if self.store.is_known_message(key):
             return self._ignore(source, key, "already-processed", now)
-        reason = self._machine_reason(mail)
+        reason = machine_generated_reason(mail, self.settings.bot.address)
         if reason:
             return self._ignore(source, key, reason, now, mail, raw)
         route = staff.route_mail(self.store, self.settings, mail, now)
@@ -81,13 +81,6 @@ class Service:
         if route.action in staff.STAFF_ACTIONS:
             return self._staff_mail(source, key, mail, route, now)
         return self._new_ticket(source, key, mail, received, now, route)
-
-    def _machine_reason(self, mail: InboundMail) -> str | None:
-        """Why no human wrote ``mail`` (autogen rules, or the bot's own plus-address)."""
-        reason = machine_generated_reason(mail, self.settings.bot.address)
-        if not reason and autoreply.is_own_address(mail.from_addr, self.settings.bot.address):
-            reason = "own-address"  # contact+x@ from outside: spoofed, never a customer
-        return reason
 
     def record_failure(self, source: MessageSource, raw: bytes | None, error: str,
                        now: datetime, quarantined: bool) -> Handled:
@@ -109,7 +102,7 @@ class Service:
         note = f"too-large: {size} bytes (limit {self.settings.limits.max_message_bytes})"
         if self.store.is_known_message(key):
             return self._ignore(source, key, "already-processed", now)
-        machine = self._machine_reason(mail)
+        machine = machine_generated_reason(mail, self.settings.bot.address)
         if machine:
             return self._ignore(source, key, f"{machine}; {note}", now)
         mail = replace(mail, body_text=f"[{note}; the body was not loaded]", size=size)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot import compose, conversation, notify_limits
+from bot import autoreply, compose, conversation, notify_limits
 from bot.config import Settings
 from bot.conversation import Action, Command, Evidence, Route, StaffInstruction, TicketView
 from bot.models import Category, InboundMail, Language, MessageKind, Triage
@@ -261,7 +261,7 @@ def _customer_message_ids(store: Store, ticket_id: int) -> tuple[str | None, str
 def _tell_staff(svc: Service, conn: sqlite3.Connection, ticket_id: int | None,
                 recipients: Sequence[str], subject_prefix: str, subject: str, text: str,
                 in_reply_to: str | None, now: datetime) -> None:
-    recipients = [r for r in recipients if r and r != svc.settings.bot.address]
+    recipients = autoreply.without_own_address(svc.settings, recipients)
     if not recipients:
         return
     message = compose.internal_mail(
@@ -279,7 +279,7 @@ def _staff_recipients(settings: Settings) -> list[str]:
 def notify_followup(svc: Service, conn: sqlite3.Connection, ticket: dict[str, Any],
                     mail: InboundMail, now: datetime) -> None:
     """Tell staff about a customer follow-up, threaded under the ticket's first notification."""
-    recipients = [a for a in svc.settings.staff.notify if a != svc.settings.bot.address]
+    recipients = autoreply.staff_recipients(svc.settings)
     if not recipients or not notify_limits.admit(svc.store, svc.settings, conn,
                                                  sender=mail.from_addr, ticket_id=ticket["id"],
                                                  now=now):

@@ -93,6 +93,7 @@ MACHINE = [
     ("ja-absent", inbound(subject="不在: お問い合わせ"), "out-of-office-subject"),
     ("ja-auto", inbound(subject="【自動返信】お問い合わせ"), "out-of-office-subject"),
     ("own-address", inbound(from_addr=BOT), "own-address"),
+    ("own-plus-address", inbound(from_addr="contact+cjd-000001.x@cijidas.jp"), "own-address"),
     ("own-message-id", inbound(message_id="<inquiry-bot.20251103abc@cijidas.jp>"),
      "own-message-id"),
 ]
