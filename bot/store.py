@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +23,13 @@ import sqlite_utils
 from bot.errors import TransientError
 from bot.models import MessageSource
 from bot.schema import MIGRATIONS, TICKET_COLUMNS, migrate
+from bot.sla import to_iso as utc_iso  # the one time format in the database
 
 BUSY_TIMEOUT_MS = 10_000
 
 
 class StoreUnavailable(TransientError):
     """The database cannot be written (locked, read-only, disk full): stop taking mail."""
-
-
-def utc_iso(moment: datetime) -> str:
-    """``2026-11-24T03:00:00Z``: the one time format in the database."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
