@@ -32,9 +32,18 @@ START_TIMEOUT = 10.0
 
 def free_port(host: str = LOOPBACK) -> int:
     """Return a TCP port that the OS reports free on *host* (bind to port 0, then release)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """``count`` distinct free ports: all sockets stay bound until every port is chosen,
+    so the OS cannot hand out the same number twice."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                   for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT) -> None:

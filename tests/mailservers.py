@@ -31,6 +31,7 @@ from bot.devmail import (
     DevImapServer,
     ImapServerBase,
     free_port,
+    free_ports,
     port_is_open,
 )
 
@@ -96,8 +97,10 @@ class DovecotServer(ImapServerBase):
         if self._process is not None:
             return
         if not self.port:
-            self.port = free_port()
-            self.tls_port = free_port() if self.tls else 0
+            if self.tls:
+                self.port, self.tls_port = free_ports(2)
+            else:
+                self.port = free_port()
             self._write_files()
         # -F keeps the master in the foreground, so it is our child and stop() can reap it.
         with self.log_path.open("ab") as log:
