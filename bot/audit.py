@@ -127,11 +127,10 @@ def forget(store: Store, email: str, now: datetime, force: bool = False) -> Reda
     for row in tickets:
         with store.transaction() as conn:
             if row["ref"] in open_refs:
-                conn.execute("UPDATE tickets SET status = 'closed', closed_at = ? WHERE id = ?",
-                             (utc_iso(now), row["id"]))
+                store.update_ticket(conn, row["id"], status="closed", closed_at=utc_iso(now))
             redact_ticket(store, conn, row["id"], now, {"reason": "forget", "forced": force})
     with store.transaction() as conn:
-        _redact_elsewhere(conn, address)
+        store.redact_address_rows(conn, address, REDACTED)
         store.add_event(conn, None, now, "forget_request",
                         {"tickets": len(tickets), "forced": force})
     log.info("forget: redacted %d ticket(s)%s, closed %d", len(tickets),
@@ -145,46 +144,8 @@ def redact_ticket(store: Store, conn: sqlite3.Connection, ticket_id: int, now: d
                   detail: dict[str, Any]) -> None:
     """Replace the personal data of one ticket and everything attached to it (inside a
     transaction), and record that it happened."""
-    conn.execute("UPDATE tickets SET subject = :r, customer_email = :r, customer_name = :r, "
-                 "triage_cues = :r, redacted_at = :now WHERE id = :id",
-                 {"r": REDACTED, "now": utc_iso(now), "id": ticket_id})
-    conn.execute("UPDATE messages SET from_addr = :r, to_addrs = :r, subject = :r, "
-                 "body_text = :r, attachments = '[]' WHERE ticket_id = :id",
-                 {"r": REDACTED, "id": ticket_id})
-    _redact_outbox(conn, ticket_id)
-    conn.execute("DELETE FROM verifications WHERE ticket_id = ?", (ticket_id,))
-    conn.execute("UPDATE bounces SET address = ? WHERE ticket_id = ?", (REDACTED, ticket_id))
-    _redact_event_details(conn, ticket_id)
+    store.redact_ticket_rows(conn, ticket_id, REDACTED, now, redacted_detail)
     store.add_event(conn, ticket_id, now, "personal_data_redacted", detail)
-
-
-def _redact_outbox(conn: sqlite3.Connection, ticket_id: int) -> None:
-    conn.execute("DELETE FROM outbox_recipients WHERE outbox_id IN "
-                 "(SELECT id FROM outbox WHERE ticket_id = ?)", (ticket_id,))
-    # A pending mail without its bytes cannot be sent: mark it failed, with the reason.
-    conn.execute("UPDATE outbox SET status = 'failed', last_error = 'redacted before sending' "
-                 "WHERE ticket_id = ? AND status = 'pending'", (ticket_id,))
-    conn.execute("UPDATE outbox SET raw = NULL, recipients = :r, "
-                 "last_error = CASE WHEN last_error IS NULL THEN NULL "
-                 "WHEN last_error = 'redacted before sending' THEN last_error ELSE :m END "
-                 "WHERE ticket_id = :id",
-                 {"r": json.dumps([REDACTED]), "m": REDACTED, "id": ticket_id})
-
-
-def _redact_event_details(conn: sqlite3.Connection, ticket_id: int) -> None:
-    rows = conn.execute("SELECT id, detail FROM events WHERE ticket_id = ?",
-                        (ticket_id,)).fetchall()
-    conn.executemany("UPDATE events SET detail = ? WHERE id = ?",
-                     [(redacted_detail(detail), event_id) for event_id, detail in rows])
-
-
-def _redact_elsewhere(conn: sqlite3.Connection, address: str) -> None:
-    """Mail this person sent into other customers' tickets, and the auto-reply counter."""
-    conn.execute("UPDATE messages SET from_addr = :r, to_addrs = :r, subject = :r, "
-                 "body_text = :r, attachments = '[]' WHERE lower(from_addr) = :a",
-                 {"r": REDACTED, "a": address})
-    conn.execute("DELETE FROM outbox_recipients WHERE recipient = ?", (address,))
-    conn.execute("DELETE FROM bounces WHERE address = ?", (address,))
 
 
 def redacted_detail(detail: str | None) -> str | None:

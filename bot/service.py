@@ -217,11 +217,8 @@ class Service:
                   now: datetime) -> tuple[str, datetime]:
         code = f"{secrets.randbelow(10**8):08d}"
         expires = now + timedelta(days=self.settings.verification.code_ttl_days)
-        conn.execute(
-            "INSERT INTO verifications (ticket_id, code_hash, expires_at, attempts_left, "
-            "created_at) VALUES (?, ?, ?, ?, ?)",
-            (ticket_id, verification.hash_code(ref, code), utc_iso(expires),
-             self.settings.verification.max_attempts, utc_iso(now)))
+        self.store.add_verification(conn, ticket_id, verification.hash_code(ref, code), expires,
+                                    self.settings.verification.max_attempts, now)
         self.store.add_event(conn, ticket_id, now, "waiting_for_customer",
                              {"for": "identity verification"})
         return code, expires

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -258,6 +258,13 @@ class Store:
         """The ``verifications`` row of a ticket, or None."""
         return _one(self.conn, "SELECT * FROM verifications WHERE ticket_id = ?", (ticket_id,))
 
+    def add_verification(self, conn: sqlite3.Connection, ticket_id: int, code_hash: str,
+                         expires_at: datetime, attempts: int, now: datetime) -> None:
+        """Store a ticket's one-time code (its hash only) with expiry and tries allowed."""
+        _insert(conn, "verifications", {
+            "ticket_id": ticket_id, "code_hash": code_hash, "expires_at": utc_iso(expires_at),
+            "attempts_left": attempts, "created_at": utc_iso(now)})
+
     def update_verification(self, conn: sqlite3.Connection, ticket_id: int,
                             **fields: Any) -> None:
         """Set columns of a ticket's ``verifications`` row (inside a transaction)."""
@@ -272,6 +279,46 @@ class Store:
             "v.reminded_at AS code_reminded_at FROM tickets t "
             "JOIN verifications v ON v.ticket_id = t.id "
             "WHERE t.verification_status = 'pending' AND t.closed_at IS NULL ORDER BY t.id")
+
+    # -- redaction (bot.audit decides what and when) -------------------------------------
+    def redact_ticket_rows(self, conn: sqlite3.Connection, ticket_id: int, marker: str,
+                           now: datetime,
+                           redact_detail: Callable[[str | None], str | None]) -> None:
+        """Replace a ticket's personal data with ``marker`` in every table that holds it."""
+        params = {"r": marker, "now": utc_iso(now), "id": ticket_id}
+        conn.execute("UPDATE tickets SET subject = :r, customer_email = :r, customer_name = :r, "
+                     "triage_cues = :r, redacted_at = :now WHERE id = :id", params)
+        conn.execute("UPDATE messages SET from_addr = :r, to_addrs = :r, subject = :r, "
+                     "body_text = :r, attachments = '[]' WHERE ticket_id = :id", params)
+        self._redact_outbox(conn, ticket_id, marker)
+        conn.execute("DELETE FROM verifications WHERE ticket_id = ?", (ticket_id,))
+        conn.execute("UPDATE bounces SET address = ? WHERE ticket_id = ?", (marker, ticket_id))
+        rows = conn.execute("SELECT id, detail FROM events WHERE ticket_id = ?",
+                            (ticket_id,)).fetchall()
+        conn.executemany("UPDATE events SET detail = ? WHERE id = ?",
+                         [(redact_detail(detail), event_id) for event_id, detail in rows])
+
+    @staticmethod
+    def _redact_outbox(conn: sqlite3.Connection, ticket_id: int, marker: str) -> None:
+        conn.execute("DELETE FROM outbox_recipients WHERE outbox_id IN "
+                     "(SELECT id FROM outbox WHERE ticket_id = ?)", (ticket_id,))
+        # A pending mail without its bytes cannot be sent: mark it failed, with the reason.
+        conn.execute("UPDATE outbox SET status = 'failed', last_error = 'redacted before "
+                     "sending' WHERE ticket_id = ? AND status = 'pending'", (ticket_id,))
+        conn.execute("UPDATE outbox SET raw = NULL, recipients = :r, "
+                     "last_error = CASE WHEN last_error IS NULL THEN NULL "
+                     "WHEN last_error = 'redacted before sending' THEN last_error ELSE :m END "
+                     "WHERE ticket_id = :id",
+                     {"r": json.dumps([marker]), "m": marker, "id": ticket_id})
+
+    def redact_address_rows(self, conn: sqlite3.Connection, address: str, marker: str) -> None:
+        """Mail ``address`` sent into other people's tickets, its auto-reply counter and
+        bounce records."""
+        conn.execute("UPDATE messages SET from_addr = :r, to_addrs = :r, subject = :r, "
+                     "body_text = :r, attachments = '[]' WHERE lower(from_addr) = :a",
+                     {"r": marker, "a": address})
+        conn.execute("DELETE FROM outbox_recipients WHERE recipient = ?", (address,))
+        conn.execute("DELETE FROM bounces WHERE address = ?", (address,))
 
     def count(self, table: str, where: str = "1", params: Sequence[Any] = ()) -> int:
         """Row count, for reports and tests."""
