@@ -99,7 +99,7 @@ class Service:
         a ticket for staff to review and the short "too large" acknowledgement."""
         mail = parse_message(header)
         key = message_key(mail, header)
-        note = f"too-large: {size} bytes (limit {self.settings.limits.max_message_bytes})"
+        note = too_large_reason(size, self.settings.limits.max_message_bytes)
         if self.store.is_known_message(key):
             return self._ignore(source, key, "already-processed", now)
         machine = machine_generated_reason(mail, self.settings.bot.address)
@@ -294,6 +294,11 @@ class TicketInfo:
 def message_key(mail: InboundMail, raw: bytes) -> str:
     """Identity of a message across UIDVALIDITY changes: its Message-ID, else a raw hash."""
     return mail.message_id or _raw_key(raw)
+
+
+def too_large_reason(size: int, limit: int) -> str:
+    """The ``processed.reason`` of a mail over ``limits.max_message_bytes``."""
+    return f"too-large: {size} bytes (limit {limit})"
 
 
 def _raw_key(raw: bytes) -> str:

@@ -25,7 +25,7 @@ from bot.config import Settings
 from bot.errors import BotError, TransientError
 from bot.imap import CONNECTION_ERRORS, Mailbox
 from bot.models import MessageSource
-from bot.service import Handled, Service
+from bot.service import Handled, Service, too_large_reason
 from bot.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class Worker:
         self.service = Service(self.store, settings)
         self.stop = threading.Event()
         self._wake_flush: Callable[[], None] = lambda: None
+        self._thread_stores = threading.local()  # one connection per scheduler thread
 
     # -- commands -------------------------------------------------------------------------
     def once(self) -> int:
@@ -189,7 +190,7 @@ class Worker:
     def _too_large(self, mailbox: Mailbox, source: MessageSource, size: int) -> None:
         """Over ``limits.max_message_bytes``: never loaded; acknowledged from its header."""
         started = time.perf_counter()
-        reason = f"too-large: {size} bytes (limit {self.settings.limits.max_message_bytes})"
+        reason = too_large_reason(size, self.settings.limits.max_message_bytes)
         if self.settings.limits.too_large_action == "quarantine":
             _log_result(source, self._fail(mailbox, source, None, reason), started)
             return
@@ -273,8 +274,9 @@ class Worker:
         return scheduler
 
     def _job(self, step: Callable[[Store], object]) -> Callable[[], None]:
-        """Wrap a step for a scheduler thread: its own SQLite connection, errors logged."""
-        local = threading.local()
+        """Wrap a step for a scheduler thread: the thread's own SQLite connection (shared by
+        every job that thread runs), errors logged."""
+        local = self._thread_stores
 
         def job() -> None:
             try:
