@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 import warnings
 from argparse import Namespace
 from collections.abc import Iterator
@@ -44,19 +43,6 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
         for sock in sockets:
             sock.bind((host, 0))
         return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT) -> None:
-    """Block until a TCP connect to ``host:port`` succeeds; raise TimeoutError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
-            time.sleep(0.02)  # short poll: a port coming up has no condition to wait on
 
 
 def port_is_open(host: str, port: int) -> bool:

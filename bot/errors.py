@@ -12,6 +12,3 @@ class ConfigError(BotError):
 class TransientError(BotError):
     """Worth retrying later (network down, SMTP 4xx, database busy)."""
 
-
-class PermanentError(BotError):
-    """Retrying will not help (SMTP 5xx, rejected recipient)."""
