@@ -17,6 +17,7 @@ from pathlib import Path
 from mailservers import PASSWORD
 
 BOT = "contact@cijidas.jp"
+STAFF_TOKEN_SECRET = "staff-token-secret-for-tests-42"  # read via TEST_STAFF_TOKEN_SECRET
 REPO = Path(__file__).resolve().parent.parent
 
 

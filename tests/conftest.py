@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botenv import STAFF_TOKEN_SECRET
 from langdetect import DetectorFactory
 from mailservers import (
     PASSWORD,
@@ -72,3 +73,10 @@ def tls_dovecot(tmp_path: Path) -> Iterator[DovecotServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets a config from :func:`botenv.write_config` names, for in-process CLI runs."""
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("TEST_STAFF_TOKEN_SECRET", STAFF_TOKEN_SECRET)

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from botenv import customer_mail, query, run_cli, scalar, write_config
-from mailservers import PASSWORD
 
 from bot import escalation
 from bot.cli import main
@@ -37,11 +36,6 @@ NO_SERVER = SimpleNamespace(host="127.0.0.1", port=1)
 
 def jst(y: int, mo: int, d: int, h: int = 10, mi: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, tzinfo=JST)
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
 
 
 def make_config(tmp_path: Path, **sections: dict) -> Path:

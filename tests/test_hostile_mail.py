@@ -10,7 +10,6 @@ from email import policy
 import pytest
 from botenv import BOT, customer_mail, query, scalar, write_config
 from hostile import ALLOWED_HEADERS
-from mailservers import PASSWORD
 
 from bot.cli import main
 
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.integration
 
 STAFF = "privacy@cijidas.jp"
 ATTACK = "{{ 7*7 }} {% if true %}TPL{% endif %} <script>alert(1)</script> \u202egnp.exe"
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
 
 
 def _hostile_raw() -> bytes:

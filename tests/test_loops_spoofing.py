@@ -27,8 +27,7 @@ from types import SimpleNamespace
 
 import pytest
 from botenv import BOT, customer_mail, query, scalar, start_worker, wait_until, write_config
-from mailservers import PASSWORD
-from test_staff_flow import SECRET, STAFF, STRANGER, Bot, staff_reply
+from test_staff_flow import STAFF, STRANGER, Bot, staff_reply
 from test_verification import DELETION, T0, Desk
 
 from bot import notify_limits
@@ -40,12 +39,6 @@ FLOOD = 1000
 ROBOT = "robot@autoresponder.example"
 FLOODER = "flood@example.org"
 CUSTOMER = "customer@example.com"
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
-    monkeypatch.setenv("TEST_STAFF_TOKEN_SECRET", SECRET)
 
 
 def sent_to(smtp, address: str) -> list[EmailMessage]:

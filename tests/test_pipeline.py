@@ -20,16 +20,10 @@ from botenv import (
     wait_until,
     write_config,
 )
-from mailservers import PASSWORD
 
 from bot.cli import main
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
 
 
 def once(config: Path) -> int:

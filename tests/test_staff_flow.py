@@ -11,8 +11,7 @@ from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
-from botenv import BOT, customer_mail, query, scalar, write_config
-from mailservers import PASSWORD
+from botenv import BOT, STAFF_TOKEN_SECRET, customer_mail, query, scalar, write_config
 
 from bot.cli import main
 
@@ -21,14 +20,8 @@ pytestmark = pytest.mark.integration
 STAFF = "privacy@cijidas.jp"
 CUSTOMER = "customer@example.com"
 STRANGER = "khach@example.vn"
-SECRET = "staff-token-secret-for-tests-42"
+SECRET = STAFF_TOKEN_SECRET
 TRUSTED_AUTH = "mx.cijidas.jp; dkim=pass header.d=cijidas.jp; spf=pass smtp.mailfrom=cijidas.jp"
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
-    monkeypatch.setenv("TEST_STAFF_TOKEN_SECRET", SECRET)
 
 
 @pytest.fixture
