@@ -35,22 +35,15 @@ def imap_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Imap
     server = make_imap_server(tmp_path, kind=getattr(request, "param", None))
     for address in TEST_USERS:
         server.add_user(address, PASSWORD)
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def smtp_server(imap_server: ImapServerBase) -> Iterator[SmtpSink]:
     """A recording SMTP server that delivers into ``imap_server``'s mailboxes."""
-    sink = SmtpSink(deliver_into=imap_server)
-    sink.start()
-    try:
+    with SmtpSink(deliver_into=imap_server) as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture
@@ -68,11 +61,8 @@ def tls_dovecot(tmp_path: Path) -> Iterator[DovecotServer]:
         pytest.skip("TLS checks need Dovecot (apt-get install dovecot-imapd)")
     server = DovecotServer(tmp_path / "dovecot-tls", tls=True)
     server.add_user("contact@cijidas.jp", PASSWORD)
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
