@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from triage_eval import CORPUS, load_labels, read_mail  # noqa: E402
 
-from bot.classify_files import classify_file  # noqa: E402
+from bot.ops.classify_files import classify_file  # noqa: E402
 from bot.triage import triage  # noqa: E402
 
 

@@ -29,11 +29,11 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 from botenv import customer_mail, write_config  # noqa: E402
 
-from bot import escalation  # noqa: E402
+from bot.adapters.store import Store, utc_iso  # noqa: E402
 from bot.config import load_settings  # noqa: E402
+from bot.flows import escalation  # noqa: E402
+from bot.flows.service import Service  # noqa: E402
 from bot.models import MessageSource  # noqa: E402
-from bot.service import Service  # noqa: E402
-from bot.store import Store, utc_iso  # noqa: E402
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tue 10:00 JST, inside business hours
 HISTORY_DAYS = 3 * 365

@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 from botenv import BOT, bot_env, customer_mail, scalar, write_config  # noqa: E402
 from mailservers import PASSWORD, make_imap_server  # noqa: E402
 
-from bot.devmail import SmtpSink  # noqa: E402
+from bot.ops.devmail import SmtpSink  # noqa: E402
 
 SAMPLES = [
     ("Please delete my account", "Hello, please delete my account and all data you hold."),

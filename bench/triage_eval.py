@@ -46,10 +46,10 @@ def load_labels(split: str = "test") -> list[Sample]:
 
 
 def read_mail(path: Path) -> tuple[str, str, object]:
-    """(subject, new text, parsed mail) via bot.parse, or a minimal stdlib parse."""
+    """(subject, new text, parsed mail) via bot.mail.parse, or a minimal stdlib parse."""
     raw = path.read_bytes()
     try:
-        from bot.parse import parse_message
+        from bot.mail.parse import parse_message
     except ImportError:
         return _stdlib_mail(raw)
     mail = parse_message(raw)
@@ -69,9 +69,9 @@ def _stdlib_mail(raw: bytes) -> tuple[str, str, object]:
 
 
 def machine_detector():  # type: ignore[no-untyped-def]
-    """bot.autogen.machine_generated_reason, or None while it does not exist."""
+    """bot.mail.autogen.machine_generated_reason, or None while it does not exist."""
     try:
-        from bot.autogen import machine_generated_reason
+        from bot.mail.autogen import machine_generated_reason
     except ImportError:
         return None
     return machine_generated_reason
@@ -134,7 +134,7 @@ def print_report(figures: dict[str, object], show_errors: bool) -> None:
 def print_machine(samples: list[Sample]) -> None:
     detector = machine_detector()
     if detector is None:
-        print("machine-generated: bot.autogen not available yet")
+        print("machine-generated: bot.mail.autogen not available yet")
         return
     tp = fp = fn = 0
     for sample in samples:

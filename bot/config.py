@@ -213,6 +213,11 @@ def resolve_config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get(CONFIG_ENV) or "config.toml")
 
 
+def load_config(explicit: str | None, require_secrets: bool = True) -> Settings:
+    """The settings every command uses: ``--config`` (or its fallbacks), validated."""
+    return load_settings(resolve_config_path(explicit), require_secrets=require_secrets)
+
+
 def load_settings(path: Path, environ: typing.Mapping[str, str] | None = None,
                   require_secrets: bool = True) -> Settings:
     """Read, validate and resolve ``path``; raise :class:`ConfigError` naming the key."""

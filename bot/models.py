@@ -69,7 +69,7 @@ class Attachment:
 
 @dataclass(frozen=True)
 class InboundMail:
-    """One received mail, decoded. Produced by :func:`bot.parse.parse_message`.
+    """One received mail, decoded. Produced by :func:`bot.mail.parse.parse_message`.
 
     Addresses are lower-cased addr-specs (``""`` when missing or unparseable).
     ``headers`` keeps every header as ``(lower-cased name, decoded value)`` in order.

@@ -18,8 +18,8 @@ from mailservers import (
     make_imap_server,
 )
 
-from bot.devmail import ImapServerBase, SmtpSink
-from bot.devmail import free_port as _free_port
+from bot.ops.devmail import ImapServerBase, SmtpSink
+from bot.ops.devmail import free_port as _free_port
 
 # langdetect is randomised unless seeded; tests must be deterministic.
 DetectorFactory.seed = 0

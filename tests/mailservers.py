@@ -25,7 +25,7 @@ from typing import ClassVar
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from bot.devmail import (
+from bot.ops.devmail import (
     LOOPBACK,
     START_TIMEOUT,
     DevImapServer,

@@ -20,10 +20,10 @@ import pytest
 from botenv import BOT, REPO, bot_env, customer_mail, wait_until, write_config
 from mailservers import PASSWORD
 
-from bot import admin
-from bot.cli import main
+from bot.adapters.store import Store
 from bot.errors import ConfigError
-from bot.store import Store
+from bot.ops import admin
+from bot.ops.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -208,7 +208,7 @@ def test_serve_command_is_read_only_and_local(tmp_path):
 @contextmanager
 def serving_admin(config: Path) -> Iterator[tuple[subprocess.Popen, str]]:
     """`inquiry-bot admin` started as an operator would; yields (process, base URL)."""
-    from bot.devmail import free_port
+    from bot.ops.devmail import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "admin",
@@ -275,8 +275,8 @@ sys.path.insert(0, "tests")
 from botenv import customer_mail
 from bot.config import load_settings
 from bot.models import MessageSource
-from bot.service import Service
-from bot.store import Store
+from bot.flows.service import Service
+from bot.adapters.store import Store
 
 settings = load_settings(Path(sys.argv[1]), require_secrets=False)
 service = Service(Store(settings.database_path), settings)

@@ -13,10 +13,10 @@ import pytest
 from botenv import BOT, customer_mail, query, scalar, write_config
 from mailservers import PASSWORD
 
-from bot import audit
-from bot.cli import main
+from bot.adapters.store import Store
 from bot.config import load_settings
-from bot.store import Store
+from bot.flows import audit
+from bot.ops.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_scheduled_purge_uses_the_configured_retention(pipeline):
 
 
 def test_worker_schedules_retention(pipeline):
-    from bot.worker import Worker
+    from bot.ops.worker import Worker
 
     config, _ = pipeline
     worker = Worker(load_settings(config, require_secrets=False))

@@ -1,4 +1,4 @@
-"""Unit tests for bot.autogen: one machine row per rule, and human look-alikes that must pass."""
+"""Unit tests for bot.mail.autogen: one machine row per rule, and human look-alikes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.autogen import bounce_original_message_id, is_noreply_address, machine_generated_reason
+from bot.mail.autogen import (
+    bounce_original_message_id,
+    is_noreply_address,
+    machine_generated_reason,
+)
+from bot.mail.parse import parse_message
 from bot.models import InboundMail
-from bot.parse import parse_message
 
 BOT = "contact@cijidas.jp"
 

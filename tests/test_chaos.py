@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from botenv import BOT, customer_mail, query, scalar, start_worker, wait_until, write_config
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import pytest
 from botenv import bot_env, write_config
 from mailservers import PASSWORD
 
-from bot.check import exit_code, run_checks
+from bot.adapters.store import Store
 from bot.config import DEFAULT_TEMPLATES_DIR, load_settings
-from bot.devmail import SmtpSink
-from bot.store import Store
+from bot.ops.check import exit_code, run_checks
+from bot.ops.devmail import SmtpSink
 
 SMTP_USER = "contact@cijidas.jp"
 SMTP_PASSWORD = "smtp-secret"

@@ -1,4 +1,4 @@
-"""Unit tests for bot.compose: every template renders, headers follow DESIGN.md, and
+"""Unit tests for bot.mail.compose: every template renders, headers follow DESIGN.md, and
 customer-controlled text can never inject headers, markup or template syntax."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import compose
 from bot.config import settings_from_dict
+from bot.mail import compose
 from bot.models import Attachment, Category, InboundMail, Language, Triage
 
 SETTINGS = settings_from_dict(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.config import ConfigError, load_settings, resolve_config_path
+from bot.ops.cli import main
 
 MINIMAL = """
 [bot]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.conversation import (
+from bot.rules.conversation import (
     Action,
     Command,
     Evidence,

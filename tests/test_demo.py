@@ -11,8 +11,8 @@ from pathlib import Path
 from botenv import query, wait_until
 
 from bot.config import CATEGORIES
-from bot.demo import PASSWORD, SAMPLES, STAFF
-from bot.devmail import LOOPBACK, port_is_open
+from bot.ops.demo import PASSWORD, SAMPLES, STAFF
+from bot.ops.devmail import LOOPBACK, port_is_open
 
 PORTS = re.compile(r"IMAP (\d+), SMTP (\d+)")
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
 from bot.config import _SECTIONS, MailboxSection, Settings, SmtpSection, StaffSection
+from bot.ops import cli
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")

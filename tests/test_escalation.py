@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from botenv import customer_mail, query, run_cli, scalar, write_config
 
-from bot import escalation
-from bot.cli import main
+from bot.adapters.store import Store, utc_iso
 from bot.config import load_settings
+from bot.flows import escalation
+from bot.flows.service import Service
 from bot.models import MessageSource
-from bot.service import Service
-from bot.store import Store, utc_iso
+from bot.ops.cli import main
 
 JST = ZoneInfo("Asia/Tokyo")
 QUESTION = ("Question about your privacy policy",
@@ -319,7 +319,7 @@ def test_pass_and_digest_read_tickets_through_the_status_index(tmp_path):
 
 
 def test_worker_schedules_digest_at_digest_time_in_company_zone(tmp_path):
-    from bot.worker import Worker
+    from bot.ops.worker import Worker
 
     config = make_config(tmp_path, escalation={"digest_time": "08:45", "check_minutes": 60})
     worker = Worker(load_settings(config, require_secrets=False))

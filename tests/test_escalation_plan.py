@@ -1,4 +1,4 @@
-"""Escalation planning, digest timing and mail text (bot.escalation_plan)."""
+"""Escalation planning, digest timing and mail text (bot.rules.escalation)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import SlaSection
-from bot.escalation_plan import (
+from bot.models import Category
+from bot.rules.escalation import (
     EscalationGroup,
     EscalationPlan,
     PlannedEscalation,
@@ -23,8 +24,7 @@ from bot.escalation_plan import (
     render_escalation_text,
     ticket_link,
 )
-from bot.models import Category
-from bot.sla import BusinessCalendar, deadlines
+from bot.rules.sla import BusinessCalendar, deadlines
 
 JST = ZoneInfo("Asia/Tokyo")
 CAL = BusinessCalendar(JST, ["12-29..01-03"], "09:00-18:00")

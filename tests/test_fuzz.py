@@ -31,13 +31,13 @@ from hostile import ALLOWED_HEADERS, GIANT_CASES, hostile_mail
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import compose
-from bot.autogen import machine_generated_reason
+from bot.adapters.store import Store
 from bot.config import load_settings
+from bot.flows.service import Service
+from bot.mail import compose
+from bot.mail.autogen import machine_generated_reason
+from bot.mail.parse import parse_message
 from bot.models import Language, MessageSource, Outcome
-from bot.parse import parse_message
-from bot.service import Service
-from bot.store import Store
 from bot.triage import triage
 
 HOSTILE_DIR = Path(__file__).parent / "fixtures" / "hostile"
@@ -68,7 +68,7 @@ def service(bot_settings, tmp_path: Path):
 
 
 def take(service: Service, uid: int, raw: bytes) -> tuple[object, Exception | None]:
-    """What the worker does with one fetched message (bot.worker.Worker._handle_one)."""
+    """What the worker does with one fetched message (bot.ops.worker.Worker._handle_one)."""
     source = MessageSource("INBOX", 1, uid)
     try:
         return service.handle(source, raw, NOW), None

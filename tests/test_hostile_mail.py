@@ -11,7 +11,7 @@ import pytest
 from botenv import BOT, customer_mail, query, scalar, write_config
 from hostile import ALLOWED_HEADERS
 
-from bot.cli import main
+from bot.ops.cli import main
 
 pytestmark = pytest.mark.integration
 

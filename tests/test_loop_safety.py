@@ -14,8 +14,8 @@ from botenv import BOT, customer_mail, query, write_config
 from mailservers import PASSWORD
 from test_verification import CUSTOMER, DELETION, T0, Desk
 
-from bot import autoreply
-from bot.cli import main
+from bot.flows import autoreply
+from bot.ops.cli import main
 
 ROBOT = "robot@autoresponder.example"
 

@@ -5,7 +5,7 @@
   (plain mail, same subject, In-Reply-To set: the caps stop it). tests/test_loop_safety.py
   covers turn-by-turn ``once`` exchanges without headers and the caps themselves.
 - A flood from one sender: a ticket per mail, acknowledgements stop at the per-recipient
-  cap, staff get a few notices and ONE summary (``bot.notify_limits``). 1,000 mails take
+  cap, staff get a few notices and ONE summary (``bot.flows.notify_limits``). 1,000 mails take
   about 2 s in one ``once``, so the full size runs in ``make test``.
 - Spoofing: staff without token or authentication, the bot's own address from outside, and
   bounces that name another ticket's message change no ticket row (snapshot compared).
@@ -30,8 +30,8 @@ from botenv import BOT, customer_mail, query, scalar, start_worker, wait_until, 
 from test_staff_flow import STAFF, STRANGER, Bot, staff_reply
 from test_verification import DELETION, T0, Desk
 
-from bot import notify_limits
-from bot.cli import main
+from bot.flows import notify_limits
+from bot.ops.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 from mailservers import PASSWORD, REQUIRE_DOVECOT_ENV, DovecotServer, find_dovecot
 
-from bot.devmail import DevImapServer, ImapServerBase, SmtpSink, port_is_open
+from bot.ops.devmail import DevImapServer, ImapServerBase, SmtpSink, port_is_open
 
 pytestmark = pytest.mark.integration
 

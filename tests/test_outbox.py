@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import outbox
+from bot.adapters import outbox
+from bot.adapters.store import Store
 from bot.config import settings_from_dict
-from bot.devmail import SmtpSink
-from bot.store import Store
+from bot.ops.devmail import SmtpSink
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 

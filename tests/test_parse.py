@@ -1,4 +1,4 @@
-"""Unit tests for bot.parse: decoding, body choice, attachments, new-text splitting, robustness."""
+"""Unit tests for bot.mail.parse: decoding, body choice, attachments, new-text splitting."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.parse import MAX_BODY_CHARS, html_to_text, parse_message, split_new_text
+from bot.mail.parse import MAX_BODY_CHARS, html_to_text, parse_message, split_new_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mime"
 VI_TEXT = "Tôi muốn xóa dữ liệu cá nhân của tôi. Cảm ơn."

@@ -21,7 +21,7 @@ from botenv import (
     write_config,
 )
 
-from bot.cli import main
+from bot.ops.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +192,7 @@ def test_run_acknowledges_new_mail_within_seconds(tmp_path, imap_server, smtp_se
 
 
 def test_imap_restart_and_smtp_outage_are_survived(tmp_path, imap_server, free_port):
-    from bot.devmail import SmtpSink
+    from bot.ops.devmail import SmtpSink
 
     sink = SmtpSink(port=free_port)
     config = write_config(tmp_path, imap_server, None, staff={"notify": []},

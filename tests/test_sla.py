@@ -1,4 +1,4 @@
-"""Business calendar and SLA due dates (bot.sla)."""
+"""Business calendar and SLA due dates (bot.rules.sla)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import SlaSection
 from bot.models import Category
-from bot.sla import (
+from bot.rules.sla import (
     BusinessCalendar,
     Deadlines,
     deadlines,

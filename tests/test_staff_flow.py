@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from botenv import BOT, STAFF_TOKEN_SECRET, customer_mail, query, scalar, write_config
 
-from bot.cli import main
+from bot.ops.cli import main
 
 pytestmark = pytest.mark.integration
 

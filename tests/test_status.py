@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bot.status import TRANSITIONS, Event, InvalidTransition, Status, can, is_closed, transition
+from bot.rules.status import (
+    TRANSITIONS,
+    Event,
+    InvalidTransition,
+    Status,
+    can,
+    is_closed,
+    transition,
+)
 
 ALLOWED = [
     ("open", Event.CUSTOMER_WROTE, "open"),

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.adapters.store import Store, StoreUnavailable, utc_iso
 from bot.models import MessageSource
-from bot.store import Store, StoreUnavailable, utc_iso
-from bot.worker import AlreadyRunning, Backoff, plan_batches, worker_lock
+from bot.ops.worker import AlreadyRunning, Backoff, plan_batches, worker_lock
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
@@ -50,7 +50,7 @@ def test_schema_has_the_contract_columns(store):
 def test_migrations_run_once(tmp_path, store):
     again = Store(tmp_path / "state" / "tickets.db")
     versions = again.conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0]
-    assert versions == len(__import__("bot.schema").schema.MIGRATIONS)
+    assert versions == len(__import__("bot.adapters.schema").adapters.schema.MIGRATIONS)
     again.close()
 
 
@@ -122,7 +122,7 @@ def test_backoff_is_capped_exponential():
 
 def test_second_worker_on_the_same_database_refuses(tmp_path):
     db = tmp_path / "tickets.db"
-    code = ("import sys; from pathlib import Path; from bot.worker import worker_lock, "
+    code = ("import sys; from pathlib import Path; from bot.ops.worker import worker_lock, "
             "AlreadyRunning\ntry:\n  with worker_lock(Path(sys.argv[1])): pass\n"
             "except AlreadyRunning: sys.exit(3)")
     with worker_lock(db):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from mailservers import PASSWORD
 
+from bot.adapters.imap import Mailbox
 from bot.config import MailboxSection
 from bot.errors import TransientError
-from bot.imap import Mailbox
 
 BOT = "contact@cijidas.jp"
 

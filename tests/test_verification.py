@@ -14,13 +14,13 @@ import pytest
 from botenv import BOT, customer_mail, query, scalar, write_config
 from mailservers import PASSWORD
 
-from bot import verification
-from bot.cli import main
+from bot.adapters.store import Store
 from bot.config import settings_from_dict
+from bot.flows import verification
+from bot.flows.service import Service
+from bot.flows.verification import Due, Verdict, hash_code
 from bot.models import MessageSource
-from bot.service import Service
-from bot.store import Store
-from bot.verification import Due, Verdict, hash_code
+from bot.ops.cli import main
 
 REF = "CJD-000001"
 CODE = "48151623"

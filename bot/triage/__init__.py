@@ -1,7 +1,7 @@
 """Triage of a customer's mail: category (with confidence and cues) and language.
 
 Pure and deterministic: no I/O, no clock. ``text`` is the customer's new text only (quotes
-and signature already removed by :func:`bot.parse.split_new_text`).
+and signature already removed by :func:`bot.mail.parse.split_new_text`).
 """
 
 from __future__ import annotations

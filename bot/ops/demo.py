@@ -57,7 +57,7 @@ TABLE_FORMAT = "{time:<8}  {progress:>5}  {event:<15}  {ref:<11} {category:<17} 
 def run_demo(exit_after_samples: bool = False, directory: Path | None = None) -> int:
     """Start the embedded system, feed the samples, show the live table; return an exit code."""
     try:
-        from bot.devmail import DevImapServer, SmtpSink
+        from bot.ops.devmail import DevImapServer, SmtpSink
     except ImportError:
         print("the demo needs the demo extra: pip install -e '.[demo]'", file=sys.stderr)
         return 1
@@ -117,8 +117,8 @@ to = ["{DPO}"]
 
 
 def _run(folder: Path, imap: Any, smtp: Any, exit_after_samples: bool) -> int:
-    from bot.store import Store
-    from bot.worker import Worker
+    from bot.adapters.store import Store
+    from bot.ops.worker import Worker
 
     config = write_demo_config(folder, imap.port, smtp.port)
     settings = load_settings(config, {"DEMO_IMAP_PASSWORD": PASSWORD})
@@ -181,7 +181,7 @@ class LiveView:
 
     def samples_answered(self) -> bool:
         """Every sample taken and nothing left in the outbox."""
-        pending = self.store.count("outbox", "status = 'pending'")
+        pending = self.store.pending_outbox_count()
         return self.taken >= self.expected and pending == 0
 
     def print_new_events(self) -> None:
@@ -194,17 +194,10 @@ class LiveView:
             print(self._sent_line(row), flush=True)
 
     def _new_processed(self) -> list[dict[str, Any]]:
-        return self.store.rows(
-            "SELECT p.rowid AS rowid, p.processed_at, p.outcome, p.reason, t.ref, t.category, "
-            "t.language, t.customer_email, t.needs_review FROM processed p "
-            "LEFT JOIN tickets t ON t.id = p.ticket_id WHERE p.rowid > ? ORDER BY p.rowid",
-            (self.last_processed_rowid,))
+        return self.store.processed_after(self.last_processed_rowid)
 
     def _new_sends(self) -> list[dict[str, Any]]:
-        rows = self.store.rows(
-            "SELECT o.id, o.kind, o.status, o.sent_at, o.next_attempt_at, o.recipients, "
-            "o.last_error, t.ref FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id "
-            "WHERE o.status != 'pending' ORDER BY o.id")
+        rows = self.store.settled_outbox()
         return [row for row in rows if row["id"] not in self.reported_sends]
 
     def _taken_line(self, row: dict[str, Any]) -> str:
@@ -277,7 +270,7 @@ Press Ctrl-C to stop.
 
 
 def _report_closed(ports: tuple[int, ...]) -> None:
-    from bot.devmail import LOOPBACK, port_is_open
+    from bot.ops.devmail import LOOPBACK, port_is_open
 
     still_open = [port for port in ports if port_is_open(LOOPBACK, port)]
     if still_open:

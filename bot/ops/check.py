@@ -20,10 +20,10 @@ import jinja2
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from bot.adapters.imap import tls_context
+from bot.adapters.store import probe_database
 from bot.config import CATEGORIES, MailboxSection, Settings, SmtpSection, load_settings
 from bot.errors import ConfigError
-from bot.imap import tls_context
-from bot.store import probe_database
 
 CHECK_TIMEOUT_SECONDS = 15  # a check should answer quickly even with long worker timeouts
 LANGUAGES = ("en", "vi")

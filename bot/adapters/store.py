@@ -1,4 +1,5 @@
-"""The only module that touches SQLite: schema, migrations, transactions and queries.
+"""The only module that touches SQLite (with its read queries in :mod:`bot.adapters.queries`):
+schema, migrations, transactions and queries.
 
 sqlite-utils creates and migrates the schema (tables, indexes, views); the hot paths use
 plain SQL on one connection inside explicit ``BEGIN IMMEDIATE`` transactions, because a
@@ -20,10 +21,11 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.adapters.queries import Queries
+from bot.adapters.schema import MIGRATIONS, TICKET_COLUMNS, migrate
 from bot.errors import TransientError
 from bot.models import MessageSource
-from bot.schema import MIGRATIONS, TICKET_COLUMNS, migrate
-from bot.sla import to_iso as utc_iso  # the one time format in the database
+from bot.rules.sla import to_iso as utc_iso  # the one time format in the database
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -42,7 +44,7 @@ class OutboxRow:
     attempts: int
 
 
-class Store:
+class Store(Queries):
     """A connection to the ticket database, migrated on open."""
 
     def __init__(self, path: Path, max_page_count: int = 0) -> None:
@@ -280,7 +282,7 @@ class Store:
             "JOIN verifications v ON v.ticket_id = t.id "
             "WHERE t.verification_status = 'pending' AND t.closed_at IS NULL ORDER BY t.id")
 
-    # -- redaction (bot.audit decides what and when) -------------------------------------
+    # -- redaction (bot.flows.audit decides what and when) -------------------------------------
     def redact_ticket_rows(self, conn: sqlite3.Connection, ticket_id: int, marker: str,
                            now: datetime,
                            redact_detail: Callable[[str | None], str | None]) -> None:
@@ -320,18 +322,7 @@ class Store:
         conn.execute("DELETE FROM outbox_recipients WHERE recipient = ?", (address,))
         conn.execute("DELETE FROM bounces WHERE address = ?", (address,))
 
-    def count(self, table: str, where: str = "1", params: Sequence[Any] = ()) -> int:
-        """Row count, for reports and tests."""
-        return self.conn.execute(f"SELECT count(*) FROM [{table}] WHERE {where}",
-                                 tuple(params)).fetchone()[0]
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """Run a read query and return dict rows."""
-        cursor = self.conn.execute(sql, tuple(params))
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-    # -- staff notices per sender (bot.notify_limits) ---------------------------------------
+    # -- staff notices per sender (bot.flows.notify_limits) ---------------------------------------
     # The sender is the ticket's customer_email (a follow-up joins only its sender's
     # ticket), so redacting a ticket also redacts its notices.
     def log_staff_notice(self, conn: sqlite3.Connection, *, ticket_id: int, held: bool,

@@ -33,8 +33,8 @@ from email.utils import formataddr, getaddresses
 from typing import Any
 
 from bot.config import Settings
+from bot.mail.render import render
 from bot.models import BOT_MESSAGE_ID_PREFIX, Category, InboundMail, Language, Triage
-from bot.render import render
 
 # The single word a customer replies with, on its own line, when we got the category wrong.
 WRONG_WORDS: Mapping[Language, str] = {Language.EN: "WRONG", Language.VI: "SAI"}

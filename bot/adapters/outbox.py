@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot import smtp
+from bot.adapters import smtp
+from bot.adapters.store import Store
 from bot.config import Settings
-from bot.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,18 @@
 """Identity verification by email, and the customer replies the bot acts on by itself.
 
 A disclosure, correction or deletion request gets a one-time code in its acknowledgement
-(bot.service stores only :func:`hash_code` of it). The customer proves they control the
+(bot.flows.service stores only :func:`hash_code` of it). The customer proves they control the
 address by replying from it with the code:
 - right code -> ``verification_status = email_confirmed`` and a short confirmation;
 - wrong code -> a short reply with the tries left; no tries left or code expired ->
   ``failed``, the ticket becomes ``closed_unverified``, staff and customer are told;
-- image/PDF attachments on such a reply: only their metadata is stored (bot.parse never
+- image/PDF attachments on such a reply: only their metadata is stored (bot.mail.parse never
   keeps content); an event notes them and staff are told;
 - a reply whose line is just WRONG / SAI puts the ticket up for staff review.
 :func:`verification_pass` (scheduled) sends one reminder and closes expired requests.
 
 The decisions (:func:`check_code`, :func:`due_action`, ...) are PURE; the rest writes
-through the store inside the caller's transaction and queues mail through bot.autoreply.
+through the store inside the caller's transaction and queues mail through bot.flows.autoreply.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from email.message import Message
 from enum import StrEnum
 from typing import Any
 
-from bot import autoreply, compose
+from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
+from bot.flows import autoreply
+from bot.mail import compose
 from bot.models import InboundMail, Language
-from bot.status import Event, can, transition
-from bot.store import Store, utc_iso
+from bot.rules.status import Event, can, transition
 
 PENDING = "pending"
 CONFIRMED = "email_confirmed"

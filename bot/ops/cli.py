@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot.config import Settings, load_settings, resolve_config_path
+from bot.config import Settings, load_config, load_settings, resolve_config_path
 from bot.errors import BotError, ConfigError
 
 log = logging.getLogger("bot")
@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_admin_commands(commands: argparse._SubParsersAction) -> None:
-    """Admin view and data-protection commands; their handlers live in bot.admin/bot.audit."""
-    from bot import admin, audit
+    """Admin view and data-protection commands; their handlers live in bot.ops.admin."""
+    from bot.ops import admin
 
     serve = commands.add_parser("admin", help="datasette on the ticket database (read-only)")
     serve.add_argument("--host", help="bind address (default: admin.host, 127.0.0.1)")
@@ -83,16 +83,16 @@ def _add_admin_commands(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=admin.cmd_admin)
     export = commands.add_parser("export", help="a ticket's full history as JSON")
     export.add_argument("ref", metavar="REF")
-    export.set_defaults(handler=audit.cmd_export)
+    export.set_defaults(handler=admin.cmd_export)
     purge = commands.add_parser("purge", help="redact tickets closed longer than "
                                 "retention.days_after_close")
     purge.add_argument("--dry-run", action="store_true", help="list, change nothing")
-    purge.set_defaults(handler=audit.cmd_purge)
+    purge.set_defaults(handler=admin.cmd_purge)
     forget = commands.add_parser("forget", help="redact everything about one customer")
     forget.add_argument("email", metavar="EMAIL")
     forget.add_argument("--force", action="store_true",
                         help="also when a ticket is open (it is closed)")
-    forget.set_defaults(handler=audit.cmd_forget)
+    forget.set_defaults(handler=admin.cmd_forget)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -104,13 +104,9 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def settings_for(args: argparse.Namespace, require_secrets: bool = True) -> Settings:
-    return load_settings(resolve_config_path(args.config), require_secrets=require_secrets)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = settings_for(args)
-    from bot.worker import Worker, worker_lock  # after config: bad config fails fast
+    settings = load_config(args.config)
+    from bot.ops.worker import Worker, worker_lock  # after config: bad config fails fast
 
     with worker_lock(settings.database_path):
         worker = Worker(settings)
@@ -122,8 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    settings = settings_for(args)
-    from bot.worker import Worker, worker_lock  # after config: bad config fails fast
+    settings = load_config(args.config)
+    from bot.ops.worker import Worker, worker_lock  # after config: bad config fails fast
 
     with worker_lock(settings.database_path):
         worker = Worker(settings)
@@ -137,7 +133,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from bot.classify_files import classify_file
+    from bot.ops.classify_files import classify_file
 
     settings = _optional_settings(args)
     failures = 0
@@ -153,11 +149,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_escalate(args: argparse.Namespace) -> int:
-    from bot import escalation
-    from bot.store import Store
-    from bot.worker import utcnow
+    from bot.adapters.store import Store
+    from bot.flows import escalation
+    from bot.ops.worker import utcnow
 
-    settings = settings_for(args, require_secrets=not args.dry_run)
+    settings = load_config(args.config, require_secrets=not args.dry_run)
     store = Store(settings.database_path)
     try:
         lines = escalation.run_all(store, settings, args.now or utcnow(), dry_run=args.dry_run)
@@ -169,13 +165,13 @@ def cmd_escalate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bot.demo import run_demo
+    from bot.ops.demo import run_demo
 
     return run_demo(exit_after_samples=args.exit_after_samples, directory=args.dir)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.check import exit_code, format_report, run_checks
+    from bot.ops.check import exit_code, format_report, run_checks
 
     findings = run_checks(resolve_config_path(args.config))
     print(format_report(findings))

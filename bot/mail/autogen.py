@@ -29,7 +29,7 @@ from bot.models import BOT_MESSAGE_ID_PREFIX, InboundMail
 
 __all__ = ["machine_generated_reason", "bounce_original_message_id", "is_noreply_address"]
 
-EMBEDDED_ID_HEADER = "x-bot-embedded-message-id"  # set by bot.parse, never by senders
+EMBEDDED_ID_HEADER = "x-bot-embedded-message-id"  # set by bot.mail.parse, never by senders
 
 _AUTOREPLY_HEADERS = (
     "x-autoreply",
@@ -100,7 +100,7 @@ def bounce_original_message_id(mail: InboundMail) -> str | None:
     """Message-ID of the mail a bounce or auto-reply is about, or None.
 
     In-Reply-To first; else the Message-ID of an embedded message/rfc822 or
-    text/rfc822-headers part, which bot.parse exposes as ``x-bot-embedded-message-id``.
+    text/rfc822-headers part, which bot.mail.parse exposes as ``x-bot-embedded-message-id``.
     """
     return mail.in_reply_to or mail.header(EMBEDDED_ID_HEADER) or None
 

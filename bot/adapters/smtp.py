@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from bot.adapters.imap import tls_context
 from bot.config import SmtpSection
-from bot.imap import tls_context
 
 log = logging.getLogger(__name__)
 

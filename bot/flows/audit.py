@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.errors import BotError
-from bot.store import Store, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,6 @@ REDACTED = "[redacted]"
 SAFE_DETAIL_KEYS = frozenset({
     "category", "language", "confidence", "needs_review", "level", "levels", "status",
     "reason", "kind", "outcome", "forced", "days_after_close", "copied", "bilingual"})
-OUTBOX_EXPORT_COLUMNS = ("id", "message_id", "kind", "recipients", "sensitive", "status",
-                         "attempts", "created_at", "next_attempt_at", "sent_at", "last_error")
 
 
 class TicketNotFound(BotError):
@@ -62,22 +59,13 @@ def export_ticket(store: Store, ref: str, now: datetime) -> dict[str, Any]:
     ticket_id = ticket["id"]
     with store.transaction() as conn:
         store.add_event(conn, ticket_id, now, "exported", {"reason": "audit export"})
+    history = store.ticket_history(ticket_id)
+    history["events"] = [_with_parsed_detail(e) for e in history["events"]]
+    history["outbox"] = [_with_parsed_recipients(o) for o in history["outbox"]]
     return {
         "exported_at": utc_iso(now),
         "ticket": ticket,
-        "messages": store.rows("SELECT * FROM messages WHERE ticket_id = ? ORDER BY id",
-                               (ticket_id,)),
-        "events": [_with_parsed_detail(e) for e in store.rows(
-            "SELECT * FROM events WHERE ticket_id = ? ORDER BY id", (ticket_id,))],
-        "outbox": [_with_parsed_recipients(o) for o in store.rows(
-            f"SELECT {', '.join(OUTBOX_EXPORT_COLUMNS)} FROM outbox WHERE ticket_id = ? "
-            "ORDER BY id", (ticket_id,))],
-        "verification": store.rows(
-            "SELECT created_at, expires_at, attempts_left, reminded_at FROM verifications "
-            "WHERE ticket_id = ?", (ticket_id,)),
-        "processed": store.rows(
-            "SELECT mailbox, uidvalidity, uid, message_id, outcome, reason, processed_at "
-            "FROM processed WHERE ticket_id = ? ORDER BY processed_at, uid", (ticket_id,)),
+        **history,
     }
 
 
@@ -88,8 +76,7 @@ def purge(store: Store, settings: Settings, now: datetime,
     """Redact tickets closed more than ``retention.days_after_close`` days before ``now``."""
     days = settings.retention.days_after_close
     cutoff = utc_iso(now - timedelta(days=days))
-    due = store.rows("SELECT id, ref FROM tickets WHERE closed_at IS NOT NULL "
-                     "AND closed_at < ? AND redacted_at IS NULL ORDER BY id", (cutoff,))
+    due = store.closed_unredacted_before(cutoff)
     if not dry_run:
         for row in due:
             with store.transaction() as conn:
@@ -117,10 +104,8 @@ def forget(store: Store, email: str, now: datetime, force: bool = False) -> Reda
     closed, since nobody can answer a customer whose address is gone.
     """
     address = email.strip().lower()
-    tickets = store.rows("SELECT id, ref FROM tickets WHERE lower(customer_email) = ? "
-                         "AND redacted_at IS NULL ORDER BY id", (address,))
-    open_refs = [r["ref"] for r in store.rows(
-        "SELECT ref FROM open_tickets WHERE lower(customer_email) = ? ORDER BY ref", (address,))]
+    tickets = store.tickets_of(address)
+    open_refs = store.open_refs_of(address)
     if open_refs and not force:
         raise OpenTicketsRefused(f"forget: open ticket(s) {', '.join(open_refs)}; answer and "
                                  "close them first, or use --force")
@@ -175,47 +160,3 @@ def _with_parsed_recipients(row: dict[str, Any]) -> dict[str, Any]:
         return {**row, "recipients": json.loads(row["recipients"])}
     except (TypeError, ValueError):
         return row
-
-
-# -- command handlers (wired into ``inquiry-bot`` by bot.cli) -----------------------------
-
-def cmd_export(args: Any) -> int:
-    """``inquiry-bot export REF``: the ticket's history as JSON on stdout."""
-    with _store_for(args) as (store, _settings):
-        data = export_ticket(store, args.ref, _utcnow())
-    print(json.dumps(data, ensure_ascii=False, indent=2))
-    return 0
-
-
-def cmd_purge(args: Any) -> int:
-    """``inquiry-bot purge [--dry-run]``: one ref per line of what is (or would be) redacted."""
-    with _store_for(args) as (store, settings):
-        report = purge(store, settings, _utcnow(), dry_run=args.dry_run)
-    for ref in report.refs:
-        print(f"{ref}\t{'would redact' if report.dry_run else 'redacted'}")
-    return 0
-
-
-def cmd_forget(args: Any) -> int:
-    """``inquiry-bot forget EMAIL [--force]``: refs redacted, one per line (no address)."""
-    with _store_for(args) as (store, _settings):
-        report = forget(store, args.email, _utcnow(), force=args.force)
-    for ref in report.refs:
-        print(f"{ref}\tredacted{' (was open: closed)' if ref in report.closed_refs else ''}")
-    return 0
-
-
-@contextmanager
-def _store_for(args: Any) -> Iterator[tuple[Store, Settings]]:
-    from bot.cli import settings_for  # the CLI owns config resolution
-
-    settings = settings_for(args, require_secrets=False)
-    store = Store(settings.database_path)
-    try:
-        yield store, settings
-    finally:
-        store.close()
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -14,9 +14,12 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from email.message import Message
 
-from bot import autoreply, compose
+from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
-from bot.escalation_plan import (
+from bot.flows import autoreply
+from bot.mail import compose
+from bot.models import Category, MessageKind
+from bot.rules.escalation import (
     EscalationGroup,
     TicketRow,
     format_age,
@@ -26,23 +29,18 @@ from bot.escalation_plan import (
     render_escalation_text,
     ticket_link,
 )
-from bot.models import Category, MessageKind
-from bot.sla import BusinessCalendar, calendar_from_settings, extend_for_waiting, from_iso, to_iso
-from bot.store import Store, utc_iso
+from bot.rules.sla import (
+    BusinessCalendar,
+    calendar_from_settings,
+    extend_for_waiting,
+    from_iso,
+    to_iso,
+)
 
 log = logging.getLogger(__name__)
 
-OPEN_STATUSES = ("open", "reopened", "waiting_customer")
-ESCALATABLE_STATUSES = OPEN_STATUSES
-MAX_LEVEL = 3
 DIGEST_STATE_KEY = "digest_last_date"
 DEADLINE_COLUMNS = ("due_at", "escalate_at", "hard_at")
-_ROW_COLUMNS = ("ref, category, customer_email, status, created_at, due_at, escalate_at, "
-                "hard_at, first_response_at, escalation_level, last_activity_at")
-# After ANALYZE, SQLite sees two common statuses and prefers a full scan; with 99% closed
-# tickets that scan is what makes a pass slow. The status index keeps the cost at the open
-# tickets whatever the statistics say (and fails loudly if the index is ever dropped).
-_OPEN_TICKETS = "tickets INDEXED BY idx_tickets_status_due"
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -54,21 +52,14 @@ def open_ticket_rows(store: Store, now: datetime, level3_after_days: int) -> lis
     where the plan uses ``<``; stored times have whole seconds), so the pure plan still
     decides; it only keeps the many open tickets that are not due yet out of Python.
     """
-    now_iso = utc_iso(now)
-    level3_iso = utc_iso(now - timedelta(days=level3_after_days))
-    rows = store.rows(
-        f"SELECT {_ROW_COLUMNS} FROM {_OPEN_TICKETS} WHERE status IN ({_marks(OPEN_STATUSES)}) "
-        f"AND first_response_at IS NULL AND ("
-        f"(escalation_level < 1 AND escalate_at <= ?) OR (escalation_level < 2 AND hard_at <= ?) "
-        f"OR (escalation_level < {MAX_LEVEL} AND hard_at <= ?))",
-        (*OPEN_STATUSES, now_iso, now_iso, level3_iso))
+    rows = store.escalation_candidates(utc_iso(now),
+                                       utc_iso(now - timedelta(days=level3_after_days)))
     return [_ticket_row(r) for r in rows]
 
 
 def digest_rows(store: Store) -> list[TicketRow]:
     """Every open ticket (answered or not, any level) for the daily digest."""
-    rows = store.rows(f"SELECT {_ROW_COLUMNS} FROM {_OPEN_TICKETS} "
-                      f"WHERE status IN ({_marks(OPEN_STATUSES)})", OPEN_STATUSES)
+    rows = store.open_ticket_rows()
     return [_ticket_row(r) for r in rows]
 
 
@@ -249,13 +240,10 @@ def end_wait(store: Store, conn: sqlite3.Connection, settings: Settings, ticket_
 
 def time_waited(store: Store, ticket_id: int, now: datetime) -> timedelta:
     """Time since the open ``waiting_started`` event of the ticket (zero if none is open)."""
-    rows = store.rows(
-        "SELECT type, at FROM events WHERE ticket_id = ? "
-        "AND type IN ('waiting_started', 'waiting_ended') ORDER BY id DESC LIMIT 1",
-        (ticket_id,))
-    if not rows or rows[0]["type"] != "waiting_started":
+    last = store.last_wait_event(ticket_id)
+    if not last or last["type"] != "waiting_started":
         return timedelta(0)
-    return max(now - from_iso(rows[0]["at"]), timedelta(0))
+    return max(now - from_iso(last["at"]), timedelta(0))
 
 
 def extend_deadlines_for_wait(store: Store, conn: sqlite3.Connection, settings: Settings,
@@ -289,10 +277,6 @@ def _internal_mail(settings: Settings, recipients: list[str], subject: str, text
 
 def _verb(dry_run: bool) -> str:
     return "would send" if dry_run else "queued"
-
-
-def _marks(values: tuple[str, ...]) -> str:
-    return ",".join("?" * len(values))
 
 
 def _ticket_row(row: dict) -> TicketRow:

@@ -25,12 +25,12 @@ from email.message import Message
 from itertools import groupby
 from typing import Any
 
-from bot import compose
-from bot.autoreply import staff_recipients
+from bot.adapters.store import Store
 from bot.config import Settings
+from bot.flows.autoreply import staff_recipients
+from bot.mail import compose
 from bot.models import MessageKind
-from bot.sla import from_iso
-from bot.store import Store
+from bot.rules.sla import from_iso
 
 WINDOW = timedelta(hours=1)
 KEEP = timedelta(days=1)

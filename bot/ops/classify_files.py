@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.autogen import machine_generated_reason
 from bot.config import Settings
+from bot.mail.autogen import machine_generated_reason
+from bot.mail.parse import parse_message
 from bot.models import Language
-from bot.parse import parse_message
 from bot.triage import triage
 
 DEFAULT_BOT_ADDRESS = "contact@cijidas.jp"

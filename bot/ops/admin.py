@@ -17,11 +17,16 @@ import ipaddress
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.config import PACKAGE_ROOT, Settings
+from bot.adapters.store import Store
+from bot.config import PACKAGE_ROOT, Settings, load_config
 from bot.errors import BotError, ConfigError
+from bot.flows import audit
 
 METADATA_PATH = PACKAGE_ROOT / "admin" / "metadata.yml"
 METADATA_DATABASE_KEY = "tickets"
@@ -133,11 +138,51 @@ def _setting_text(value: object) -> str:
 
 def cmd_admin(args: Any) -> int:
     """``inquiry-bot admin [--host H] [--port P]``: serve until Ctrl-C."""
-    from bot.cli import settings_for  # the CLI owns config resolution
-
-    settings = settings_for(args, require_secrets=False)
+    settings = load_config(args.config, require_secrets=False)
     host = args.host or settings.admin.host
     port = settings.admin.port if args.port is None else args.port
     print(f"datasette on http://{host}:{port}/ (read-only; Ctrl-C stops)", flush=True)
     run_admin(settings, host, port)
     return 0  # not reached: run_admin execs datasette
+
+
+# -- data-protection commands ----------------------------------------------------------
+
+def cmd_export(args: Any) -> int:
+    """``inquiry-bot export REF``: the ticket's history as JSON on stdout."""
+    with _store_for(args) as (store, _settings):
+        data = audit.export_ticket(store, args.ref, _utcnow())
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_purge(args: Any) -> int:
+    """``inquiry-bot purge [--dry-run]``: one ref per line of what is (or would be) redacted."""
+    with _store_for(args) as (store, settings):
+        report = audit.purge(store, settings, _utcnow(), dry_run=args.dry_run)
+    for ref in report.refs:
+        print(f"{ref}\t{'would redact' if report.dry_run else 'redacted'}")
+    return 0
+
+
+def cmd_forget(args: Any) -> int:
+    """``inquiry-bot forget EMAIL [--force]``: refs redacted, one per line (no address)."""
+    with _store_for(args) as (store, _settings):
+        report = audit.forget(store, args.email, _utcnow(), force=args.force)
+    for ref in report.refs:
+        print(f"{ref}\tredacted{' (was open: closed)' if ref in report.closed_refs else ''}")
+    return 0
+
+
+@contextmanager
+def _store_for(args: Any) -> Iterator[tuple[Store, Settings]]:
+    settings = load_config(args.config, require_secrets=False)
+    store = Store(settings.database_path)
+    try:
+        yield store, settings
+    finally:
+        store.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -20,13 +20,14 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot import audit, escalation, notify_limits, outbox, verification
+from bot.adapters import outbox
+from bot.adapters.imap import CONNECTION_ERRORS, Mailbox
+from bot.adapters.store import Store, StoreUnavailable
 from bot.config import Settings
 from bot.errors import BotError, TransientError
-from bot.imap import CONNECTION_ERRORS, Mailbox
+from bot.flows import audit, escalation, notify_limits, verification
+from bot.flows.service import Handled, Service, too_large_reason
 from bot.models import MessageSource
-from bot.service import Handled, Service, too_large_reason
-from bot.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class Worker:
         return outbox.flush(store or self.store, self.settings, self.clock)
 
     def escalate(self, store: Store | None = None) -> None:
-        """One escalation pass (see bot.escalation)."""
+        """One escalation pass (see bot.flows.escalation)."""
         escalation.run_pass(store or self.store, self.settings, self.clock(), dry_run=False)
 
     def verify(self, store: Store | None = None) -> None:
@@ -236,11 +237,11 @@ class Worker:
         verification.verification_pass(store or self.store, self.settings, self.clock())
 
     def summarize(self, store: Store | None = None) -> None:
-        """Queue the hourly per-sender summaries of held staff notices (bot.notify_limits)."""
+        """Queue the hourly per-sender summaries of held staff notices (bot.flows.notify_limits)."""
         notify_limits.send_summaries(store or self.store, self.settings, self.clock())
 
     def digest(self, store: Store | None = None) -> None:
-        """The daily digest of open tickets, if due (see bot.escalation.run_digest)."""
+        """The daily digest of open tickets, if due (see bot.flows.escalation.run_digest)."""
         escalation.run_digest(store or self.store, self.settings, self.clock(), dry_run=False)
 
     def write_heartbeat(self) -> None:

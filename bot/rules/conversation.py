@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from bot.status import Status
+from bot.rules.status import Status
 
 TOKEN_HEX_CHARS = 20  # 80 bits: far beyond guessing by mail
 CATEGORIES = ("question", "complaint", "disclosure", "correction", "deletion")
@@ -245,6 +245,11 @@ class Action(StrEnum):
     STAFF_REPLY = "staff_reply"  # authenticated staff: commands and/or answer to relay
     STAFF_COPY = "staff_copy"    # authenticated staff wrote to the customer directly (Cc/Bcc)
     SUSPICIOUS = "suspicious"    # claims to be staff, cannot be authenticated
+    DUPLICATE = "duplicate"      # already processed (same Message-ID or raw bytes)
+    MACHINE = "machine"          # no human wrote it: recorded, never answered
+
+
+STAFF_ACTIONS = frozenset({Action.STAFF_REPLY, Action.STAFF_COPY, Action.SUSPICIOUS})
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,17 @@ class Route:
     ticket: TicketView | None = None   # the ticket the mail joins or concerns
     linked: TicketView | None = None   # for NEW_TICKET: the older ticket it refers to
     reason: str = ""
+
+
+def decide(evidence: Evidence, *, known: bool, machine_reason: str | None, now: datetime,
+           reopen_days: int) -> Route:
+    """The one routing decision for an inbound mail: duplicate, machine mail, or where a
+    human mail goes (:func:`decide_route`)."""
+    if known:
+        return Route(Action.DUPLICATE, reason="already-processed")
+    if machine_reason:
+        return Route(Action.MACHINE, reason=machine_reason)
+    return decide_route(evidence, now=now, reopen_days=reopen_days)
 
 
 def decide_route(evidence: Evidence, *, now: datetime, reopen_days: int) -> Route:

@@ -1,6 +1,6 @@
 """PURE: which open tickets to escalate now, to whom, and the text of those mails.
 
-The caller (``bot.escalation``) loads the open tickets as :class:`TicketRow`, calls
+The caller (``bot.flows.escalation``) loads the open tickets as :class:`TicketRow`, calls
 :func:`plan_escalations` with ``now``, and for each :class:`EscalationGroup` writes one
 outbox mail plus the new ``escalation_level`` of every listed ticket in ONE transaction.
 Because a level is only planned when it is higher than the recorded one, a restart
@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from bot.config import Settings
-from bot.sla import BusinessCalendar
+from bot.rules.sla import BusinessCalendar
 
 DEFAULT_CLOSED_STATUSES = frozenset({"answered", "closed"})
 LEVEL_REMINDER, LEVEL_OVERDUE, LEVEL_STILL_OPEN = 1, 2, 3

@@ -21,7 +21,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from bot.mailtext import html_to_text, split_new_text
+from bot.mail.mailtext import html_to_text, split_new_text
 from bot.models import Attachment, InboundMail
 
 __all__ = ["parse_message", "split_new_text", "html_to_text"]

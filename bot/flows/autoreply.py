@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 
-from bot import compose
-from bot.autogen import is_noreply_address, is_own_address
+from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
+from bot.mail import compose
+from bot.mail.autogen import is_noreply_address, is_own_address
 from bot.models import Direction
-from bot.store import Store, utc_iso
 
 BOUNCE_MEMORY = timedelta(days=60)
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")

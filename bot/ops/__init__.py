@@ -1,0 +1,1 @@
+"""Entry points: command line, worker loop and scheduler, checks, demo, admin view."""

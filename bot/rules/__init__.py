@@ -1,0 +1,1 @@
+"""Pure decisions: SLA and calendar, ticket statuses, routing, escalation planning."""
