@@ -96,6 +96,10 @@ class InboundMail:
     size: int = 0
     defects: tuple[str, ...] = ()
     part_types: tuple[str, ...] = field(default=())
+    # Authentication-Results exactly as received (unfolded, NEVER decoded: encoded words in
+    # it are sender-controlled text; see bot.rules.authres), topmost first. A value cut for
+    # length ends in NUL, so it can never be read as complete.
+    auth_results_raw: tuple[str, ...] = ()
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -122,6 +126,9 @@ class Triage:
     cues: tuple[str, ...] = ()
     needs_review: bool = False
     bilingual: bool = False
+    model_version: str = ""                  # which model decided ("" = rules only)
+    top_terms: tuple[str, ...] = ()          # the terms that pushed the category most
+    review_reasons: tuple[str, ...] = ()     # why staff should check the category
 
 
 @dataclass(frozen=True)

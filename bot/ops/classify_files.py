@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.adapters.model_file import load_triage_model
 from bot.config import Settings
 from bot.mail.autogen import machine_generated_reason
 from bot.mail.parse import parse_message
 from bot.models import Language
-from bot.triage import triage
+from bot.triage import shipped_model, triage
 
 DEFAULT_BOT_ADDRESS = "contact@cijidas.jp"
 
@@ -22,16 +23,20 @@ def classify_file(path: Path, settings: Settings | None) -> dict:
                     "auto_generated": reason is not None, "reason": reason,
                     "confidence": None, "cues": [], "needs_review": False}
     if reason is None:
-        found = triage(mail.subject, mail.new_text, **_triage_options(settings))
+        found = triage(mail.subject, mail.new_text, quoted=mail.body_text,
+                       **_triage_options(settings))
         result.update(category=found.category.value, language=found.language.value,
-                      confidence=round(found.confidence, 3), cues=list(found.cues),
-                      needs_review=found.needs_review)
+                      confidence=round(found.confidence, 3), probability=found.confidence,
+                      cues=list(found.cues), guard_cues=list(found.cues),
+                      top_terms=list(found.top_terms), needs_review=found.needs_review,
+                      review_reasons=list(found.review_reasons), model=found.model_version)
     return result
 
 
 def _triage_options(settings: Settings | None) -> dict:
     if settings is None:
-        return {}
+        return {"model": shipped_model()}
     return {"default_language": Language(settings.bot.default_language),
-            "review_threshold": settings.triage.review_threshold,
-            "language_threshold": settings.triage.language_threshold}
+            "review_threshold": settings.triage.review_threshold or None,
+            "language_threshold": settings.triage.language_threshold,
+            "model": load_triage_model(settings)}

@@ -1,37 +1,70 @@
-"""Triage of a customer's mail: category (with confidence and cues) and language.
+"""Triage of a customer's mail: category (with probability, cues and review reasons) and
+language.
 
-Pure and deterministic: no I/O, no clock. ``text`` is the customer's new text only (quotes
-and signature already removed by :func:`bot.mail.parse.split_new_text`).
+Deterministic and free of I/O apart from reading the shipped model file once
+(:func:`shipped_model`). ``text`` is the customer's new text only (quotes and signature
+already removed by :func:`bot.mail.parse.split_new_text`); ``quoted`` is read only when the
+new text is a bare "see below".
 """
 
 from __future__ import annotations
 
-from bot.models import Category, Language, Triage
-from bot.triage.classify import classify
-from bot.triage.language import detect_language
-from bot.triage.text import clean_subject
+from functools import lru_cache
+from pathlib import Path
 
-__all__ = ["Category", "Language", "Triage", "classify", "detect_language", "triage"]
+from bot.models import Category, Language, Triage
+from bot.triage.classify import classify, negated_requests
+from bot.triage.decide import decide
+from bot.triage.features import model_text
+from bot.triage.language import detect_language
+from bot.triage.model import Model
+from bot.triage.text import clean_subject, words
+
+__all__ = ["Category", "Language", "Model", "Triage", "classify", "detect_language",
+           "shipped_model", "triage"]
+
+SHIPPED_MODEL = Path(__file__).with_name("model.json")
+TOP_TERMS = 5
+
+
+@lru_cache(maxsize=1)
+def shipped_model() -> Model:
+    """The model that ships in the package (rebuilt by ``bench/triage_eval.py
+    --write-model``); a company model trained by ``inquiry-bot train`` replaces it."""
+    return Model.from_json(SHIPPED_MODEL.read_text(encoding="utf-8"))
 
 
 def triage(subject: str, text: str, *, default_language: Language = Language.EN,
-           review_threshold: float = 0.55, language_threshold: float = 0.7) -> Triage:
+           review_threshold: float | None = None, language_threshold: float = 0.7,
+           model: Model | None = None, quoted: str = "") -> Triage:
     """Classify one human mail.
 
-    ``needs_review`` is set when the category confidence is below ``review_threshold``;
-    ``bilingual`` when the language confidence is below ``language_threshold`` (the
-    acknowledgement is then sent in Vietnamese and English).
+    The category is the model's; ``needs_review`` is set when its probability is below
+    ``review_threshold`` (default: the threshold stored with the model), when an explicit
+    request phrase contradicts it, or when the mail reads as two requests.
+    A mail of fewer than three words is always reviewed.
+    ``bilingual`` is set when the language confidence is below ``language_threshold``
+    (the acknowledgement is then sent in Vietnamese and English).
     """
-    category, confidence, cues = classify(subject, text)
+    model = model or shipped_model()
+    read = model_text(subject, text, quoted)
+    prediction = model.predict(read, explain=TOP_TERMS)
+    rule_category, rule_confidence, cues = classify(subject, text)
+    threshold = model.review_threshold if review_threshold is None else review_threshold
+    decision = decide(prediction, rule_category, rule_confidence, threshold,
+                      words=len(words(read)), negated=negated_requests(subject, text))
     language, language_confidence, _ = _language(subject, text, default_language)
     return Triage(
-        category=category,
+        category=decision.category,
         language=language,
-        confidence=confidence,
+        confidence=round(decision.probability, 3),
         language_confidence=language_confidence,
         cues=cues,
-        needs_review=confidence < review_threshold,
+        needs_review=decision.needs_review,
         bilingual=language_confidence < language_threshold,
+        model_version=model.version,
+        top_terms=prediction.top_terms,
+        review_reasons=decision.review_reasons,
     )
 
 

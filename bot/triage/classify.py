@@ -60,6 +60,19 @@ COMPILED = tuple(Rule(Category(c), w, k, re.compile(p)) for c, w, k, p in RULES)
 def classify(subject: str, text: str) -> tuple[Category, float, tuple[str, ...]]:
     """Category, confidence (0..1) and human-readable cues for one mail."""
     hits = _hits(clean_subject(subject), SUBJECT_WEIGHT) + _hits(text, 1.0)
+    return _classify_hits(hits)
+
+
+def negated_requests(subject: str, text: str) -> frozenset[Category]:
+    """Request categories whose phrases occur only negated, conditional or in the past
+    ("I'm not asking you to delete anything"): a model reading that word is misled."""
+    hits = _hits(clean_subject(subject), SUBJECT_WEIGHT) + _hits(text, 1.0)
+    active = {h.rule.category for h in hits if not h.blocked}
+    return frozenset(h.rule.category for h in hits
+                     if h.blocked and h.rule.category not in active)
+
+
+def _classify_hits(hits: list[Hit]) -> tuple[Category, float, tuple[str, ...]]:
     active = _best_per_rule([h for h in hits if not h.blocked])
     scores = _scores(active)
     category, competitor = _decide(scores)

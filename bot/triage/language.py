@@ -56,7 +56,7 @@ def detect_language(text: str, default: Language) -> tuple[Language, float, tupl
         cues += ld_cue
     if score == 0:
         return default, 0.5, tuple(cues) or ("no language evidence",)
-    p_vi = 1.0 / (1.0 + math.exp(-_STRENGTH * score))
+    p_vi = 1.0 / (1.0 + math.exp(-_STRENGTH * max(-50.0, min(50.0, score))))  # no overflow
     language = Language.VI if score > 0 else Language.EN
     return language, round(max(p_vi, 1.0 - p_vi), 3), tuple(cues)
 

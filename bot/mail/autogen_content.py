@@ -1,0 +1,121 @@
+"""Machine mail that carries no telling header: only its words show it. PURE.
+
+Three shapes, in English, Vietnamese (with or without diacritics) and Japanese:
+- auto-replies: an explicit "automatic message" marker, or an away notice together with
+  a promise to answer later ("until", "when I am back", "limited access");
+- bulk mail and no-reply notifications: an unsubscribe or "do not reply" footer in a mail
+  whose opening never speaks as "I" (a customer who pastes an advert under a complaint
+  writes "I" first);
+- plain-text bounces: a delivery-failure subject with a delivery-failure sentence.
+A person who writes "I'll be out of the office next week, so please ..." stays human:
+the away notice alone is not enough.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.triage.text import fold
+
+OPENING_CHARS = 400
+MIN_BULK_CHARS = 150
+PERSONAL_MIN_CHARS = 150
+_MARKER = re.compile(
+    r"\[(?:tin nhan|thu|email|phan hoi|tra loi) tu dong\]|\[auto(?:matic)?[- ]?reply\]"
+    r"|this is an? (?:automated|automatic(?:ally generated)?|auto[- ]?generated) "
+    r"(?:reply|response|message|notification|e-?mail|delivery status notification)"
+    r"|(?:email|thu|tin nhan) (?:nay )?(?:duoc )?(?:gui|tao) tu dong"
+    r"|day la (?:thu|email|tin nhan) (?:tra loi |phan hoi )?tu dong"
+    r"|自動(?:返信|応答|送信)(?:メール|です|しています|されて)"
+    r"|this (?:e-?mail|message) was (?:sent|generated) automatically"
+    r"|repl(?:y|ies)(?: to this (?:e-?mail|message))? (?:is|are) not monitored"
+    r"|requires you to confirm your (?:message|e-?mail)|confirm your message before"
+    r"|your (?:request|ticket|case|enquiry|inquiry)(?: \S+)? (?:has been|was) "
+    r"(?:received|created|opened|logged)"
+    r"|yeu cau (?:ho tro )?(?:cua (?:ban|quy khach) )?(?:so \S+ )?da duoc tiep nhan"
+    r"|お問い合わせを受け付けました|受付(?:完了|いたしました)")
+_AWAY = re.compile(
+    r"\b(?:i am|i'm|im) (?:currently )?(?:out of (?:the )?office|away|on (?:annual |parental |"
+    r"sick )?leave|on (?:vacation|holiday)|travell?ing)"
+    r"|\b(?:toi|minh|em) (?:hien )?(?:dang )?(?:nghi phep|nghi tet|vang mat|di cong tac|"
+    r"nghi le)"
+    r"|不在(?:にしております|です|となります)|休暇(?:中|を)")
+_LATER = re.compile(
+    r"\b(?:until|till|return(?:ing)? on|when i(?: a|')?m back|upon my return|on my return"
+    r"|limited access|will (?:reply|respond|get back))"
+    r"|\b(?:den (?:het )?ngay|toi ngay|khi (?:quay|tro) lai|se (?:phan hoi|tra loi|lien he))"
+    r"|戻り次第|まで(?:不在|休暇)|確認できません")
+_FOOTER = re.compile(
+    r"\bunsubscribe\b|\bto stop receiving\b|\bmanage (?:your )?(?:email )?preferences\b"
+    r"|\bdo not reply to this (?:e-?mail|message)\b|\bthis mailbox is not monitored\b"
+    r"|\byou (?:are )?receiv(?:ed|ing) this (?:e-?mail|message|newsletter) because"
+    r"|\bkhong muon (?:tiep tuc )?nhan (?:them )?(?:thu|email|tin|ban tin)"
+    r"|\bban nhan duoc (?:thu|email) nay vi|\btu choi nhan tin|\bhuy dang ky\b"
+    r"|\bhuy (?:dang ky|nhan) (?:nhan )?(?:thu|email|ban tin|tin)"
+    r"|\b(?:vui long|xin) (?:dung|khong) (?:tra loi|phan hoi) (?:thu|email|tin nhan) nay"
+    r"|配信(?:停止|解除)|送信専用|返信(?:はできません|できません|しないで)")
+_FIRST_PERSON = re.compile(r"\b(?:i|my|me|toi|minh|em|chung toi muon)\b|私|僕")
+_FIRST_PERSON_REQUEST = re.compile(
+    r"\bplease (?:delete|remove|send|correct|update|process|unsubscribe)"
+    r"|\b(?:xin|vui long|nho) (?:xoa|xu ly|gui|sua|cap nhat)")
+_BOUNCE_SUBJECT = re.compile(
+    r"^(?:undeliverable|undelivered mail|delivery (?:status notification|failure|failed)"
+    r"|mail delivery (?:warning|failed|failure|subsystem)|returned mail|failure notice"
+    r"|delivery notification)", re.IGNORECASE)
+_BOUNCE_BODY = re.compile(
+    r"(?:was not|wasn't|could not be|couldn't be) delivered|address not found"
+    r"|not listed in|delivery has failed|delivery to the following recipients? has been "
+    r"delayed|could not be delivered|delivery to the following recipients? failed|permanent error"
+    r"|the following addresses? (?:had permanent fatal errors|failed)|user unknown"
+    r"|mailbox (?:unavailable|full)|no such user|(?:has not|hasn't) (?:yet )?been delivered"
+    r"|see transcript for details")
+
+
+# Bracketed tags that notification systems, not people, put at the start of a subject.
+_SUBJECT_TAG = re.compile(r"^\s*(?:【[^】]{0,30}(?:自動送信|自動返信|お知らせ|通知|ご案内)】"
+                          r"|\[(?:auto(?:matic)?[- ]?reply|request received|no-?reply)\])")
+_READ_SUBJECT = re.compile(r"^(?:read|lu|gelesen|da doc|開封済み|開封確認)\s*[:：]",
+                           re.IGNORECASE)
+_READ_BODY = re.compile(r"\bwas read on\b|\bda duoc doc\b|開封されました|\bwurde .*gelesen")
+
+
+def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
+    """``auto-reply-content``, ``bulk-content`` or ``bounce-content``; None when human.
+
+    Markers count only in the sender's new text (a customer quoting our acknowledgement
+    is human); a bulk footer counts only in the closing part of a mail that is long enough
+    to be a mailing and never speaks as "I" in its opening.
+    """
+    opening = fold(new_text[:OPENING_CHARS])
+    if _is_auto_reply(fold(subject), opening, new_text):
+        return "auto-reply-content"
+    body = body or new_text
+    if _READ_SUBJECT.match(fold(subject).strip()) and _READ_BODY.search(fold(body)):
+        return "read-receipt-content"
+    if _BOUNCE_SUBJECT.match(subject.strip()) and _BOUNCE_BODY.search(fold(body)):
+        return "bounce-content"
+    closing = fold(body[len(body) * 2 // 3:])
+    if (len(body) >= MIN_BULK_CHARS and _FOOTER.search(closing)
+            and not _FIRST_PERSON.search(opening) and not _is_reply(subject)):
+        return "bulk-content"
+    return None
+
+
+def reads_as_a_person(new_text: str) -> bool:
+    """A longer text that speaks as "I" and is no away notice: someone replying under an
+    inherited auto-reply subject, not the auto-reply itself."""
+    opening = fold(new_text[:OPENING_CHARS])
+    return (len(new_text.strip()) >= PERSONAL_MIN_CHARS and bool(_FIRST_PERSON.search(opening))
+            and not _AWAY.search(opening) and not _MARKER.search(opening))
+
+
+def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
+    if _MARKER.search(opening) or _SUBJECT_TAG.match(subject):
+        return True
+    # An away notice asks nothing of us: a question or a request makes it a person's mail.
+    return bool(_AWAY.search(opening) and _LATER.search(opening) and len(new_text) < 1200
+                and "?" not in opening and not _FIRST_PERSON_REQUEST.search(opening))
+
+
+def _is_reply(subject: str) -> bool:
+    return bool(re.match(r"\s*(re|aw|tr|sv|fwd?|wg)\s*:", subject, re.IGNORECASE))
