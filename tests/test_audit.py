@@ -169,7 +169,7 @@ def test_forget_after_close_removes_the_customer_everywhere(pipeline, capsys):
     assert query(db, "SELECT category, language, status FROM tickets WHERE id = 1") == [
         ("deletion", "en", "closed")]
     assert json.loads(scalar(db, "SELECT detail FROM events WHERE type = 'forget_request'")) \
-        == {"tickets": 1, "forced": False}
+        == {"tickets": 1, "forced": False, "rows": 0}
 
 
 def test_forget_force_closes_and_redacts_open_tickets(pipeline, capsys):
@@ -191,5 +191,98 @@ def test_database_and_wal_are_owner_only(pipeline):
         for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    finally:
+        store.close()
+
+
+# -- forgetting means gone (issue 14) -------------------------------------------------------
+
+def _staff_mail_about_alice(config: Path, db: Path, imap_server) -> None:
+    """What names Alice outside her ticket: escalation and digest mail (base64 bodies),
+    an out-of-office reply whose Message-ID holds her address (a processed row without a
+    ticket), and an event without a ticket."""
+    from bot.flows import escalation
+
+    settings = load_settings(config, require_secrets=False)
+    imap_server.append(BOT, customer_mail("Out of office", "Back on Monday.", sender=ALICE,
+                                          message_id=f"<ooo.{ALICE}>",
+                                          headers={"Auto-Submitted": "auto-replied"}))
+    assert main(["--config", str(config), "once"]) == 0
+    store = Store(db)
+    try:
+        later = datetime.now(UTC) + timedelta(days=30)
+        for day in range(7):  # a business day at 10:00 in Tokyo: level 2 and the digest
+            escalation.run_all(store, settings, later.replace(hour=1) + timedelta(days=day),
+                               dry_run=False)
+        with store.transaction() as conn:
+            store.add_event(conn, None, later, "mail_quarantined",
+                            {"from": ALICE, "name": "Alice Tanaka", "error": "x"})
+    finally:
+        store.close()
+    kinds = query(db, "SELECT kind FROM outbox WHERE ticket_id IS NULL")
+    assert ("escalation",) in kinds and ("notification",) in kinds  # the digest
+
+
+def test_forget_leaves_no_copy_in_the_database_files(pipeline, imap_server):
+    config, db = pipeline
+    _staff_mail_about_alice(config, db, imap_server)
+    worker = Store(db)  # the worker's connection stays open throughout
+    worker.rows("SELECT count(*) FROM tickets")
+    files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    assert any(ALICE.encode() in path.read_bytes() for path in files)  # the test can fail
+    try:
+        assert main(["--config", str(config), "forget", "--force", ALICE]) == 0
+        for path in files:
+            data = path.read_bytes()
+            for personal in (ALICE, "Alice Tanaka"):
+                assert personal.encode() not in data, (path.name, personal)
+                assert personal.upper().encode() not in data
+        assert Path(f"{db}-wal").stat().st_size == 0  # checkpointed and truncated
+        for (raw,) in query(db, "SELECT raw FROM outbox WHERE raw IS NOT NULL"):
+            assert ALICE not in audit.mail_text(raw)  # base64 bodies too
+        assert BOB in "\n".join(every_text_value(db))  # nobody else is touched
+        worker.rows("SELECT count(*) FROM tickets")  # the worker's connection still works
+    finally:
+        worker.close()
+    detail = json.loads(scalar(db, "SELECT detail FROM events WHERE type = 'forget_request'"))
+    assert detail["rows"] >= 4  # escalations, digests, the out-of-office, the event
+
+
+def test_forget_vacuum_rebuilds_the_file(pipeline, capsys):
+    config, db = pipeline
+    size = db.stat().st_size
+    assert main(["--config", str(config), "forget", "--force", "--vacuum", ALICE]) == 0
+    assert capsys.readouterr().out == "CJD-000001\tredacted (was open: closed)\n"
+    assert ALICE.encode() not in db.read_bytes()
+    assert db.stat().st_size <= size
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+
+def test_secure_delete_on_every_connection(tmp_path):
+    store = Store(tmp_path / "t.db")
+    try:
+        assert store.conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    finally:
+        store.close()
+
+
+def test_retention_reaches_mail_about_no_single_ticket(pipeline, imap_server):
+    config, db = pipeline
+    _staff_mail_about_alice(config, db, imap_server)
+    settings = load_settings(config, require_secrets=False)
+    store = Store(db)
+    try:
+        with store.transaction() as conn:  # everything ages past the retention period
+            for table, column in (("outbox", "created_at"), ("events", "at"),
+                                  ("processed", "processed_at"), ("messages", "created_at")):
+                conn.execute(f"UPDATE {table} SET {column} = '2020-01-01T00:00:00Z'")
+            conn.execute("UPDATE outbox SET status = 'sent' WHERE ticket_id IS NULL")
+        audit.purge(store, settings, datetime.now(UTC))
+        assert query(db, "SELECT count(*) FROM outbox WHERE ticket_id IS NULL AND raw IS NOT "
+                         "NULL") == [(0,)]
+        assert ALICE not in scalar(db, "SELECT detail FROM events WHERE type = "
+                                       "'mail_quarantined'")
+        audit.purge(store, settings, datetime.now(UTC))  # the sweep remembers where it was
     finally:
         store.close()

@@ -62,6 +62,7 @@ def bot_settings(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def service(bot_settings, tmp_path: Path):
+    bot_settings.database_path.parent.mkdir(parents=True, exist_ok=True)  # its key files
     store = Store(tmp_path / "fuzz.db")
     yield Service(store, bot_settings)
     store.close()
@@ -73,7 +74,8 @@ def take(service: Service, uid: int, raw: bytes) -> tuple[object, Exception | No
     try:
         return service.handle(source, raw, NOW), None
     except Exception as exc:  # noqa: BLE001 - recorded as the worker would, then asserted
-        return service.record_failure(source, raw, f"error: {exc!r}", NOW, False), exc
+        return service.record_failure(source, raw, f"error: {exc!r}", NOW, False,
+                                      type(exc).__name__), exc
 
 
 def assert_inert(raw: bytes) -> None:
@@ -161,6 +163,7 @@ def test_service_records_every_hostile_message(service: Service) -> None:
 @given(st.lists(st.sampled_from(sorted(GIANT_CASES)), min_size=1, max_size=3))
 @settings(max_examples=5)
 def test_giant_cases_in_any_order(bot_settings, tmp_path_factory, names: list[str]) -> None:
+    bot_settings.database_path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(tmp_path_factory.mktemp("giant") / "g.db")
     try:
         service = Service(store, bot_settings)

@@ -106,6 +106,7 @@ def _quiet(db: Path, robot: Autoresponder) -> bool:
     (True, 1),   # the acknowledgement of the opening mail; no answer to any auto-reply
     (False, 5),  # default caps: acknowledgement + 4 "wrong code" replies, then silence
 ], ids=["auto-submitted", "plain-same-subject"])
+@pytest.mark.slow
 def test_two_bots_answering_each_other_in_run(tmp_path, imap_server, smtp_server, rfc3834,
                                               bot_mails):
     config = write_config(tmp_path, imap_server, smtp_server)  # default limits
@@ -145,6 +146,7 @@ def _flood_mail(i: int) -> bytes:
                          sender=FLOODER, message_id=f"<flood-{i}@example.org>")
 
 
+@pytest.mark.slow
 def test_flood_from_one_sender_gets_one_summary(tmp_path, imap_server, smtp_server, env):
     config = write_config(tmp_path, imap_server, smtp_server)  # 5 acks, 5 notices per hour
     db = tmp_path / "state" / "tickets.db"
@@ -315,3 +317,55 @@ def test_spoofed_mail_changes_no_ticket(bot, case):
                          "LIMIT 1") == [(outcome, reason)]
     assert snapshot(bot.db) == before
     assert len(sent_to(bot.smtp, CUSTOMER)) + len(sent_to(bot.smtp, STRANGER)) == to_customers
+
+
+# -- a flood from many forged senders (issue 14) ------------------------------------------
+
+PHISHING_SUBJECT = "URGENT: verify your account at https://evil.example/login"
+PHISHING_NAME = "Your account is locked, call +1 555 0100"
+FORGED = 300
+
+
+def _everything_in(message: EmailMessage) -> str:
+    """Every decoded header and text part of a mail, as one lower-case string."""
+    headers = [f"{k}: {v}" for k, v in message.items()]
+    parts = [p.get_content() for p in message.walk() if p.get_content_maintype() == "text"]
+    return "\n".join(headers + parts).lower()
+
+
+@pytest.mark.slow
+def test_flood_from_many_forged_senders_is_capped(tmp_path, imap_server, smtp_server, env):
+    # Default limits (auto_mail_per_hour = 100). Staff without an IMAP mailbox: the sink
+    # records their mail without delivering 300 notifications into Dovecot one by one.
+    desk = "desk@cijidas.jp"
+    config = write_config(tmp_path, imap_server, smtp_server,
+                          staff={"addresses": [desk], "notify": [desk]})
+    db = tmp_path / "state" / "tickets.db"
+    with imap_server.session(BOT) as client:
+        for i in range(FORGED):
+            client.append("INBOX", customer_mail(
+                PHISHING_SUBJECT, "Please act now.", message_id=f"<phish-{i}@example.net>",
+                headers={"From": f'"{PHISHING_NAME}" <victim{i}@example.net>'}))
+    assert main(["--config", str(config), "once"]) == 0
+
+    assert scalar(db, "SELECT count(*) FROM tickets") == FORGED
+    received = [email.message_from_bytes(r.raw, policy=policy.default)
+                for r in list(smtp_server.received)]
+    to_victims = [m for m, r in zip(received, smtp_server.received, strict=True)
+                  if any(a.startswith("victim") for a in r.rcpt_tos)]
+    assert len(to_victims) == 100  # limits.auto_mail_per_hour; the rest wait their turn
+    assert scalar(db, "SELECT count(*) FROM outbox WHERE kind = 'acknowledgement' AND "
+                      "status = 'pending' AND next_attempt_at >= '2000'") == FORGED - 100
+    alerts = [m for m in received if "held back" in str(m["Subject"])]
+    assert len(alerts) == 1 and alerts[0]["To"] == desk
+    for message in received:  # acknowledgements, staff notifications, the alert
+        content = _everything_in(message)
+        assert "evil.example" not in content and "https://evil" not in content
+    for ack in to_victims:
+        content = _everything_in(ack)
+        assert "555 0100" not in content and "account is locked" not in content
+        assert "dear customer" in content  # the sentence-like name is not repeated
+        assert str(ack["Subject"]).startswith("[CJD-")
+        assert len(str(ack["Subject"])) <= len("[CJD-000000] ") + 61
+    print(f"\nflood from {FORGED} forged senders: {len(to_victims)} acknowledgements sent, "
+          f"{FORGED - 100} waiting, {len(alerts)} alert")

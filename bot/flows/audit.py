@@ -4,18 +4,28 @@ Redaction keeps what statistics need (ref, category, language, dates, statuses, 
 level, message directions and kinds) and replaces everything that identifies or quotes a
 person with :data:`REDACTED`. Each ticket is redacted in its own short transaction so the
 worker is never held up for long, and each redaction is an event of that ticket.
+
+``forget`` also finds the person outside their tickets - by address and by the names
+their tickets recorded - in staff mail about several tickets (escalations, digests,
+summaries: MIME-decoded, since their bytes are base64), in events, ``processed`` rows and
+Message-IDs. Afterwards the WAL is checkpointed (TRUNCATE), so with ``secure_delete`` no
+old copy stays in the files; ``--vacuum`` also rebuilds the file.
 """
 
 from __future__ import annotations
 
+import email
 import json
 import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email import policy
+from email.header import decode_header, make_header
 from typing import Any
 
+from bot.adapters.redaction import Mentions
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.errors import BotError
@@ -27,6 +37,8 @@ REDACTED = "[redacted]"
 SAFE_DETAIL_KEYS = frozenset({
     "category", "language", "confidence", "needs_review", "level", "levels", "status",
     "reason", "kind", "outcome", "forced", "days_after_close", "copied", "bilingual"})
+MIN_NAME_LENGTH = 5  # shorter names ("An") would match unrelated text: the address still does
+RETENTION_STATE_KEY = "retention_ticketless_until"
 
 
 class TicketNotFound(BotError):
@@ -44,6 +56,8 @@ class RedactionReport:
     refs: list[str] = field(default_factory=list)
     closed_refs: list[str] = field(default_factory=list)
     dry_run: bool = False
+    other_rows: int = 0  # rows outside the tickets that named the person
+    wal_truncated: bool = True  # False: a reader held an old snapshot (see compact)
 
 
 # -- export ------------------------------------------------------------------------------
@@ -82,9 +96,22 @@ def purge(store: Store, settings: Settings, now: datetime,
             with store.transaction() as conn:
                 redact_ticket(store, conn, row["id"], now,
                               {"reason": "retention", "days_after_close": days})
+        _purge_ticketless(store, cutoff, now)
         if due:
             log.info("retention: redacted %d ticket(s) closed before %s", len(due), cutoff)
+            store.compact()
     return RedactionReport([r["ref"] for r in due], dry_run=dry_run)
+
+
+def _purge_ticketless(store: Store, cutoff: str, now: datetime) -> None:
+    """Rows about no single ticket (staff mail about several, events, quarantined mail)
+    older than the retention period, each row once (the last cutoff is remembered)."""
+    since = store.job_state(RETENTION_STATE_KEY) or None
+    if since is not None and since >= cutoff:
+        return
+    with store.transaction() as conn:
+        store.redact_ticketless_before(conn, since, cutoff, REDACTED, redacted_detail)
+        store.set_job_state(conn, RETENTION_STATE_KEY, cutoff, now)
 
 
 def scheduled_purge(settings: Settings, clock: Callable[[], datetime]
@@ -97,30 +124,82 @@ def scheduled_purge(settings: Settings, clock: Callable[[], datetime]
 
 # -- forget ------------------------------------------------------------------------------
 
-def forget(store: Store, email: str, now: datetime, force: bool = False) -> RedactionReport:
-    """Redact everything about the customer ``email`` across tickets.
+def forget(store: Store, email_address: str, now: datetime, force: bool = False,
+           vacuum: bool = False) -> RedactionReport:
+    """Redact everything about the customer ``email_address``: their tickets, and every
+    other row that names them by address or by a name their tickets recorded.
 
     Refuses while one of their tickets is open unless ``force``; forced open tickets are
-    closed, since nobody can answer a customer whose address is gone.
+    closed, since nobody can answer a customer whose address is gone. Then the WAL is
+    checkpointed, and with ``vacuum`` the file is rebuilt.
     """
-    address = email.strip().lower()
+    address = email_address.strip().lower()
     tickets = store.tickets_of(address)
     open_refs = store.open_refs_of(address)
     if open_refs and not force:
         raise OpenTicketsRefused(f"forget: open ticket(s) {', '.join(open_refs)}; answer and "
                                  "close them first, or use --force")
+    needles = person_needles(address, [store.ticket(r["id"]) or {} for r in tickets])
     for row in tickets:
         with store.transaction() as conn:
             if row["ref"] in open_refs:
                 store.update_ticket(conn, row["id"], status="closed", closed_at=utc_iso(now))
             redact_ticket(store, conn, row["id"], now, {"reason": "forget", "forced": force})
+    mentions = find_mentions(store, needles)
     with store.transaction() as conn:
         store.redact_address_rows(conn, address, REDACTED)
+        store.redact_mentions(conn, mentions, REDACTED, _scrubber(needles))
         store.add_event(conn, None, now, "forget_request",
-                        {"tickets": len(tickets), "forced": force})
-    log.info("forget: redacted %d ticket(s)%s, closed %d", len(tickets),
-             f" ({', '.join(r['ref'] for r in tickets)})" if tickets else "", len(open_refs))
-    return RedactionReport([r["ref"] for r in tickets], closed_refs=open_refs)
+                        {"tickets": len(tickets), "forced": force, "rows": len(mentions)})
+    truncated = store.compact(vacuum=vacuum)
+    log.info("forget: redacted %d ticket(s)%s and %d other row(s), closed %d%s", len(tickets),
+             f" ({', '.join(r['ref'] for r in tickets)})" if tickets else "", len(mentions),
+             len(open_refs), "" if truncated else "; WAL busy, not truncated")
+    return RedactionReport([r["ref"] for r in tickets], closed_refs=open_refs,
+                           other_rows=len(mentions), wal_truncated=truncated)
+
+
+def person_needles(address: str, tickets: list[dict[str, Any]]) -> list[str]:
+    """What names a person: the address, and each recorded display name long enough not
+    to match unrelated text."""
+    names = {(t.get("customer_name") or "").strip() for t in tickets}
+    return [address, *sorted(n for n in names if len(n) >= MIN_NAME_LENGTH
+                             and n != REDACTED)]
+
+
+def find_mentions(store: Store, needles: list[str]) -> Mentions:
+    """Rows outside the person's tickets that name them, staff mail included."""
+    mentions = store.find_mentions(needles)
+    lowered = [n.lower() for n in needles]
+    mentions.outbox = [outbox_id for outbox_id, raw in store.ticketless_outbox()
+                       if any(n in mail_text(raw).lower() for n in lowered)]
+    return mentions
+
+
+def _scrubber(needles: list[str]) -> Callable[[str | None], str | None]:
+    """:func:`redacted_detail`, and nothing at all left where a kept value still names
+    the person."""
+    lowered = [n.lower() for n in needles]
+
+    def scrub(detail: str | None) -> str | None:
+        redacted = redacted_detail(detail)
+        if redacted and any(n in redacted.lower() for n in lowered):
+            return json.dumps(REDACTED)
+        return redacted
+    return scrub
+
+
+def mail_text(raw: bytes) -> str:
+    """Headers and decoded text parts of a mail, for searching (never raises)."""
+    try:
+        message = email.message_from_bytes(raw, policy=policy.compat32)
+        headers = [str(make_header(decode_header(str(v)))) for v in message.values()]
+        bodies = [part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8",
+                                                       "replace")
+                  for part in message.walk() if part.get_content_maintype() == "text"]
+        return "\n".join(headers + bodies)
+    except Exception:  # noqa: BLE001 - unreadable bytes: search them as they are
+        return raw.decode("utf-8", "replace")
 
 
 # -- redaction ---------------------------------------------------------------------------

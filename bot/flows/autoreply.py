@@ -7,11 +7,21 @@ records why and stays silent, so two robots answering each other stop after a fe
 - at most ``limits.auto_replies_per_hour`` mails per recipient (rolling hour) and
   ``limits.auto_replies_per_ticket_per_day`` per ticket (rolling 24 hours).
 
-:func:`permanent_failures` is PURE (a delivery status notification -> failed recipients).
+Overall, at most ``limits.auto_mail_per_hour`` automatic customer mails go out per rolling
+hour, whoever they are for (:func:`take_send_slot`): a flood from many forged senders gets
+that many acknowledgements an hour, the rest wait in the outbox for their slot, and staff
+get one alert per hour. What an automatic mail repeats of the sender's subject and name is
+cut short and stripped of links (:mod:`bot.mail.echo`).
+
+:func:`permanent_failures` is PURE (a bounce -> its permanently failed recipients): RFC 3464
+reports first, then flufl.bounce's detectors for plain-text bounces (qmail, Exim, Domino, ...),
+then the addresses a plain-text report names next to a permanent (5xx) SMTP status (Exchange,
+Postfix). A delay warning is never a failure.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterable
@@ -19,15 +29,29 @@ from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 
+from flufl.bounce import all_failures
+
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.mail import compose
 from bot.mail.autogen import is_noreply_address, is_own_address
-from bot.models import Direction
+from bot.models import Direction, MessageKind
+from bot.rules.sla import from_iso
 
 BOUNCE_MEMORY = timedelta(days=60)
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
+MAX_PLAIN_BOUNCE_BYTES = 262_144  # a plain-text bounce is read this far (the report is first)
+_PERMANENT = re.compile(r"\b5\d\d[ -]|\b5\.\d{1,3}\.\d{1,3}\b|permanent error|user unknown"
+                        r"|couldn't be found|not listed in", re.IGNORECASE)
+_DELAYED = re.compile(r"delayed|not (?:yet )?been delivered yet|hasn't been delivered yet"
+                      r"|will (?:continue to )?(?:be )?(?:attempted|retr)", re.IGNORECASE)
+_COPY_START = re.compile(r"^[- ]*(?:original message|returned message|.{0,40}below this line is "
+                         r"a copy|.{0,40}this is a copy of the message)", re.I | re.M)
+_ADDRESS = re.compile(r"[\w.+=-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 _SUPPRESSED_EVENT = "auto_reply_suppressed"
+SLOTS_KEY = "auto_mail_slots"            # job_state: send times of the latest automatic mails
+CAP_ALERT_KEY = "auto_mail_cap_alerted"  # job_state: when staff last heard about the cap
+CAP_WINDOW = timedelta(hours=1)
 
 
 def blocked_reason(store: Store, settings: Settings, address: str, now: datetime,
@@ -36,7 +60,7 @@ def blocked_reason(store: Store, settings: Settings, address: str, now: datetime
     if not address:
         return "no-sender-address"
     if not compose.is_sendable_address(address):
-        return "unusable-address"  # e.g. non-ASCII: the ticket stands, staff answer by hand
+        return "unusable-address"  # the ticket stands, staff answer by hand
     if is_own_address(address, settings.bot.address):
         return "own-address"
     if is_noreply_address(address):
@@ -95,11 +119,13 @@ def queue_mail(store: Store, settings: Settings, conn: sqlite3.Connection,
                now: datetime, mask: str | None = None, counted: bool = True) -> None:
     """Outbox row + its copy in ``messages`` (code masked), inside the caller's transaction.
 
-    ``counted`` mail counts against the per-recipient auto-reply cap.
+    ``counted`` mail counts against the per-recipient auto-reply cap and the overall
+    ``limits.auto_mail_per_hour`` (beyond it the mail waits for its send slot).
     """
+    slot = take_send_slot(store, settings, conn, ticket_id, kind, now) if counted else now
     outbox_id = store.enqueue(conn, message_id=message["Message-ID"], ticket_id=ticket_id,
                               recipients=recipients, raw=bytes(message), kind=kind, now=now,
-                              sensitive=mask is not None)
+                              sensitive=mask is not None, not_before=slot)
     if counted:
         store.add_outbox_recipients(conn, outbox_id, recipients, now)
     body = compose.plain_text(message)
@@ -110,6 +136,57 @@ def queue_mail(store: Store, settings: Settings, conn: sqlite3.Connection,
         subject=str(message["Subject"]),
         body_text=body.replace(mask, "********") if mask else body,
         attachments="[]", created_at=utc_iso(now))
+
+
+# -- the overall cap -----------------------------------------------------------------------
+
+def send_slot(sent: list[datetime], now: datetime, cap: int) -> datetime:
+    """When the next automatic mail may go out so that no rolling hour holds more than
+    ``cap`` of them, given the send times of the latest ones. PURE."""
+    latest = sorted(sent)[-cap:]
+    if len(latest) < cap:
+        return now
+    return max(now, latest[0] + CAP_WINDOW)
+
+
+def take_send_slot(store: Store, settings: Settings, conn: sqlite3.Connection,
+                   ticket_id: int | None, kind: str, now: datetime) -> datetime:
+    """Reserve the send time of one automatic mail (inside its transaction); a mail held
+    back is an event of its ticket, and staff hear about the cap at most once an hour."""
+    cap = settings.limits.auto_mail_per_hour
+    sent = [from_iso(v) for v in json.loads(store.job_state(SLOTS_KEY) or "[]")]
+    slot = send_slot(sent, now, cap)
+    kept = sorted([*sent, slot])[-cap:]  # the formula needs the latest ``cap``, no fewer
+    store.set_job_state(conn, SLOTS_KEY, json.dumps([utc_iso(t) for t in kept]), now)
+    if slot > now:
+        store.add_event(conn, ticket_id, now, "auto_mail_deferred",
+                        {"kind": kind, "until": utc_iso(slot)})
+        _alert_cap(store, settings, conn, slot, now)
+    return slot
+
+
+def _alert_cap(store: Store, settings: Settings, conn: sqlite3.Connection, slot: datetime,
+               now: datetime) -> None:
+    last = store.job_state(CAP_ALERT_KEY)
+    recipients = without_own_address(settings, settings.staff.notify or
+                                     settings.staff.addresses)
+    if (last and from_iso(last) > now - CAP_WINDOW) or not recipients:
+        return
+    cap = settings.limits.auto_mail_per_hour
+    text = (f"The bot reached its limit of {cap} automatic mails per hour "
+            "(limits.auto_mail_per_hour). Acknowledgements and other automatic replies now "
+            f"wait in the outbox; the next one goes out at "
+            f"{slot.astimezone(settings.tz):%Y-%m-%d %H:%M %Z}.\n\n"
+            "Many new tickets at once are often mail with forged senders: look at the newest "
+            "tickets (datasette, 'Open tickets by due date'). Nothing is lost; mail goes out "
+            "as the limit allows. This alert is sent at most once an hour.\n")
+    message = compose.internal_mail(
+        settings, to=recipients, subject=f"Automatic mail held back: over {cap} per hour",
+        text=text, message_id=compose.make_message_id(settings.bot_domain), date=now)
+    queue_mail(store, settings, conn, None, message, recipients,
+               MessageKind.NOTIFICATION.value, now, counted=False)
+    store.set_job_state(conn, CAP_ALERT_KEY, utc_iso(now), now)
+    store.add_event(conn, None, now, "auto_mail_cap_alert", {"cap": cap})
 
 
 # -- bounces -------------------------------------------------------------------------------
@@ -143,9 +220,36 @@ def permanent_failures(raw: bytes) -> list[tuple[str, str, bool]]:
         report = message_from_bytes(raw, policy=policy.compat32)
         return [item for part in report.walk()
                 if part.get_content_type() == "message/delivery-status"
-                for item in _recipient_failures(part)]
+                for item in _recipient_failures(part)] or _plain_text_failures(raw)
     except Exception:  # noqa: BLE001 - a malformed report is simply not a known bounce
         return []
+
+
+def _plain_text_failures(raw: bytes) -> list[tuple[str, str, bool]]:
+    """Bounces without a delivery-status part: flufl.bounce, else the report's own words."""
+    report = message_from_bytes(raw[:MAX_PLAIN_BOUNCE_BYTES], policy=policy.compat32)
+    temporary, permanent = all_failures(report)
+    text = _report_text(report)
+    if permanent:
+        found = {bytes(a).decode("utf-8", "replace") for a in permanent}
+    elif temporary or not _PERMANENT.search(text) or _DELAYED.search(text):
+        return []
+    else:
+        found = set(_ADDRESS.findall(text))
+    status = _STATUS.search(text)
+    code = status.group(0) if status and status.group(1) == "5" else ""
+    return [(a.lower().strip("<>"), code, True) for a in sorted(found) if "@" in a]
+
+
+def _report_text(report: Message) -> str:
+    """The first text part of a bounce, up to where it copies the original message."""
+    for part in report.walk():
+        if part.get_content_type() == "text/plain":
+            data = part.get_payload(decode=True)
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else ""
+            start = _COPY_START.search(text)
+            return text[:start.start()] if start else text
+    return ""
 
 
 def _recipient_failures(part: Message) -> list[tuple[str, str, bool]]:
