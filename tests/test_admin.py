@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from botenv import BOT, REPO, bot_env, customer_mail, wait_until, write_config
+from botenv import BOT, REPO, admin_server, bot_env, customer_mail, write_config
 from mailservers import PASSWORD
 
 from bot.adapters.store import Store
@@ -40,7 +40,9 @@ CUSTOMERS = {
     "dave@example.com": ("hello", "ok"),
 }
 CANNED = ("open_tickets_by_due_date", "overdue", "awaiting_verification", "needs_review",
-          "sla_compliance", "tickets_per_language", "suppressed_mail", "conversation")
+          "sla_compliance", "tickets_per_language", "suppressed_mail", "quarantined",
+          "conversation", "requests_not_completed", "ticket", "dashboard", "mail_per_week",
+          "response_times", "open_by_category", "triage_corrections")
 
 
 @pytest.fixture
@@ -167,7 +169,8 @@ def test_metadata_describes_every_visible_table_and_column(tmp_path):
 def test_metadata_key_follows_the_database_file_name(tmp_path):
     metadata = admin.load_metadata(tmp_path / "bot.db", environ={})
     assert list(metadata["databases"]) == ["bot"]
-    assert "allow" not in metadata and "plugins" not in metadata
+    assert "allow" not in metadata
+    assert list(metadata["plugins"]) == [admin.GUARD_PLUGIN]  # the guard, no password gate
 
 
 def test_password_gate_when_a_hash_is_configured(tmp_path):
@@ -207,21 +210,11 @@ def test_serve_command_is_read_only_and_local(tmp_path):
 
 @contextmanager
 def serving_admin(config: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`inquiry-bot admin` started as an operator would; yields (process, base URL)."""
-    from bot.ops.devmail import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "admin",
-                             "--port", str(port)], cwd=REPO, env=bot_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _get_json(f"{base}/-/versions.json"), 30, "datasette to answer")
+    """`inquiry-bot admin` as an operator starts it; it announces its URL."""
+    with admin_server(config) as (proc, base):
         yield proc, base
-    finally:
-        proc.terminate()
-        output = proc.communicate(timeout=20)[0].decode(errors="replace")
-    assert f"http://127.0.0.1:{port}/" in output
+    output = proc.communicate(timeout=20)[0].decode(errors="replace")
+    assert f"{base}/" in output
 
 
 def test_admin_command_serves_live_data_read_only(filled_db, tmp_path):
@@ -287,6 +280,7 @@ for uid in range(1, int(sys.argv[2]) + 1):
 """
 
 
+@pytest.mark.slow
 def test_reading_never_blocks_the_writer(tmp_path):
     """datasette queries in a loop while another process writes 1,000 tickets through the
     worker's per-message path (Service.handle: one transaction per mail)."""
@@ -319,3 +313,139 @@ def test_reading_never_blocks_the_writer(tmp_path):
     assert reads > len(paths)  # the reader really ran alongside the writer
     count = fetch_json(ds, f"/{db.stem}/tickets.json?_size=1")["filtered_table_rows_count"]
     assert count == tickets  # read-only, yet it sees every commit
+
+
+# -- the guard plugin: Host allow-list, no blobs, secret columns withheld (issue 14) -------
+
+RAW_MARKER = "RAWMARKER-verify-code-48151623"
+HASH_MARKER = "HASHMARKER0123456789abcdef"
+TOKEN_MARKER = "TOKENMARKER-a1b2c3"
+
+
+@pytest.fixture
+def secrets_db(tmp_path) -> Path:
+    """A ticket with an unsent mail (raw bytes), a code hash and a token-like column."""
+    db = tmp_path / "tickets.db"
+    Store(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO tickets (ref, status, category, language, created_at, "
+                     "due_at, customer_email) VALUES ('CJD-000001', 'open', 'deletion', 'en', "
+                     "'2026-11-24T03:00:00Z', '2026-12-04T14:59:59Z', 'alice@example.com')")
+        conn.execute("INSERT INTO outbox (message_id, ticket_id, kind, recipients, raw, "
+                     "sensitive, status, attempts, created_at, next_attempt_at) VALUES "
+                     "('<m@cijidas.jp>', 1, 'acknowledgement', '[\"alice@example.com\"]', ?, 1, "
+                     "'pending', 0, '2026-11-24T03:00:00Z', '2026-11-24T03:00:00Z')",
+                     (f"Subject: {RAW_MARKER}\r\n\r\n{RAW_MARKER}\r\n".encode(),))
+        conn.execute("INSERT INTO verifications (ticket_id, code_hash, expires_at, "
+                     "attempts_left, created_at) VALUES (1, ?, '2026-12-01T03:00:00Z', 5, "
+                     "'2026-11-24T03:00:00Z')", (HASH_MARKER,))
+        conn.execute("CREATE TABLE staff_links (id INTEGER PRIMARY KEY, reply_token TEXT)")
+        conn.execute("INSERT INTO staff_links (reply_token) VALUES (?)", (TOKEN_MARKER,))
+    return db
+
+
+def get(ds, path: str, host: str | None = None):
+    async def fetch():
+        headers = {"host": host} if host is not None else {}
+        return await ds.client.get(path, headers=headers)
+    return asyncio.run(fetch())
+
+
+@pytest.mark.parametrize(("host", "status"), [
+    ("localhost", 200), ("127.0.0.1:8001", 200), ("[::1]:8001", 200), ("LOCALHOST.", 200),
+    ("admin.cijidas.jp", 200),  # the host of admin.base_url
+    ("evil.example", 421), ("evil.example:8001", 421), ("127.0.0.1.evil.example", 421),
+    ("localhost.evil.example", 421), ("", 421)])
+def test_only_allowed_host_names_are_answered(secrets_db, host, status):
+    """DNS rebinding: a page on evil.example resolving its name to 127.0.0.1 sends
+    ``Host: evil.example``; the admin view does not answer it."""
+    hosts = admin.allowed_hosts(_settings(secrets_db.parent, "http://admin.cijidas.jp:8001"),
+                                "127.0.0.1")
+    ds = admin.build_datasette(secrets_db, environ={}, hosts=hosts)
+    for path in ("/", f"/{secrets_db.stem}/tickets.json", f"/{secrets_db.stem}/tickets"):
+        response = get(ds, path, host=host)
+        assert response.status_code == status, (path, response.text[:200])
+        if status != 200:
+            assert "alice@example.com" not in response.text
+
+
+def test_allowed_hosts_follow_the_config(tmp_path):
+    assert admin.allowed_hosts(_settings(tmp_path, ""), "127.0.0.1") == [
+        "localhost", "127.0.0.1", "::1"]
+    assert admin.allowed_hosts(_settings(tmp_path, "https://admin.cijidas.jp/"), "0.0.0.0") \
+        == ["localhost", "127.0.0.1", "::1", "admin.cijidas.jp"]
+
+
+@pytest.mark.parametrize("path", [
+    "/{db}/outbox/1.blob?_blob_column=raw", "/{db}/outbox/1.blob",
+    "/{db}/outbox/1.json?_blob_column=raw", "/-/blob/{db}/outbox/raw/1",
+    "/{db}.blob?sql=select+raw+from+outbox&_blob_column=raw"])
+def test_blob_downloads_are_refused(secrets_db, path):
+    ds = admin.build_datasette(secrets_db, environ={})
+    response = get(ds, path.format(db=secrets_db.stem))
+    assert response.status_code == 403
+    assert RAW_MARKER not in response.text
+
+
+def test_secret_columns_are_in_no_page_or_json(secrets_db):
+    ds = admin.build_datasette(secrets_db, environ={})
+    db = secrets_db.stem
+    paths = [f"/{db}/outbox", f"/{db}/outbox.json", f"/{db}/outbox/1", f"/{db}/outbox/1.json",
+             f"/{db}/outbox.json?_shape=objects&_col=raw", f"/{db}/verifications",
+             f"/{db}/verifications.json", f"/{db}/verifications/1.json",
+             f"/{db}/awaiting_verification.json", f"/{db}/staff_links.json",
+             f"/{db}.json?sql=select+raw,+hex(raw),+cast(raw+as+text)+from+outbox",
+             f"/{db}.json?sql=select+*+from+verifications",
+             f"/{db}.json?sql=select+code_hash+from+verifications+where+code_hash+like+'HASH%25'",
+             f"/{db}.json?sql=select+reply_token+from+staff_links",
+             f"/{db}/outbox.csv", f"/{db}/verifications.csv"]
+    for path in paths:
+        response = get(ds, path)
+        assert response.status_code in (200, 400), (path, response.status_code)
+        for marker in (RAW_MARKER, HASH_MARKER, TOKEN_MARKER):
+            assert marker not in response.text, (path, marker)
+        assert RAW_MARKER.encode().hex().upper() not in response.text, path
+    rows = get(ds, f"/{db}/outbox.json?_shape=objects").json()["rows"]
+    assert rows[0]["raw"] is None and rows[0]["status"] == "pending"  # the row itself is shown
+    rows = get(ds, f"/{db}/verifications.json?_shape=objects").json()["rows"]
+    assert rows[0]["code_hash"] is None and rows[0]["attempts_left"] == 5
+
+
+def test_csv_streaming_is_off(secrets_db):
+    ds = admin.build_datasette(secrets_db, environ={})
+    assert get(ds, "/-/settings.json").json()["allow_csv_stream"] is False
+    assert get(ds, f"/{secrets_db.stem}/tickets.csv?_stream=on").status_code == 400
+
+
+def test_password_gate_on_loopback(secrets_db):
+    """With the hash set, every page needs the admin login, on loopback too."""
+    ds = admin.build_datasette(secrets_db, environ={admin.PASSWORD_HASH_ENV: "pbkdf2_sha256$x"})
+    db = secrets_db.stem
+    for path in (f"/{db}/tickets", f"/{db}/tickets.json", f"/{db}/open_tickets_by_due_date"):
+        assert get(ds, path).status_code == 403, path
+    cookie = ds.sign({"a": {"id": admin.ADMIN_ACTOR}}, "actor")
+
+    async def as_admin():
+        return await ds.client.get(f"/{db}/tickets.json", cookies={"ds_actor": cookie})
+    assert asyncio.run(as_admin()).status_code == 200
+
+
+def test_require_password_refuses_to_start_without_a_hash():
+    with pytest.raises(ConfigError, match="admin.require_password"):
+        admin.check_binding("127.0.0.1", {}, require_password=True)
+
+
+def test_serve_command_loads_the_guard(tmp_path):
+    command = admin.serve_command(_settings(tmp_path, ""), tmp_path / "m.json", "127.0.0.1",
+                                  8001)
+    assert command[command.index("--plugins-dir") + 1] == str(admin.PLUGINS_DIR)
+    assert command[command.index("allow_csv_stream") + 1] == "off"
+
+
+def _settings(folder: Path, base_url: str):
+    from bot.config import settings_from_dict
+
+    return settings_from_dict(
+        {"bot": {"address": BOT}, "mailbox": {"host": "h", "username": "u"},
+         "smtp": {"host": "h"}, "admin": {"base_url": base_url}},
+        folder / "config.toml", {"INQUIRY_BOT_IMAP_PASSWORD": "p"})

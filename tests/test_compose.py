@@ -93,10 +93,10 @@ def test_bilingual_is_vietnamese_first(language):
 
 
 @pytest.mark.parametrize(("category", "language", "expected"), [
-    (Category.DISCLOSURE, Language.EN, ["1,000 JPY", "electronic form", "only to the email"]),
-    (Category.DISCLOSURE, Language.VI, ["1,000 JPY", "dạng điện tử", "chỉ được gửi đến"]),
-    (Category.CORRECTION, Language.EN, ["the correct value", "not used to confirm your"]),
-    (Category.CORRECTION, Language.VI, ["giá trị đúng", "không được dùng để xác minh"]),
+    (Category.DISCLOSURE, Language.EN, ["1,000 JPY", "electronically", "only to the email"]),
+    (Category.DISCLOSURE, Language.VI, ["1.000 yên", "dạng điện tử", "chỉ được gửi đến"]),
+    (Category.CORRECTION, Language.EN, ["the correct information", "never used to confirm"]),
+    (Category.CORRECTION, Language.VI, ["thông tin chính xác", "không bao giờ được dùng"]),
     (Category.DELETION, Language.EN, ["stop using it", "the law requires us to keep"]),
     (Category.DELETION, Language.VI, ["ngừng sử dụng", "pháp luật yêu cầu"]),
     (Category.COMPLAINT, Language.EN, ["Personal Information Protection Manager"]),
@@ -266,9 +266,9 @@ def test_customer_text_is_inert(field, payload, language):
         assert "49" not in body
         assert not BIDI.search(body)
     assert "<script>" not in raw_html(msg)
-    if "{" in payload:
+    if "{" in payload and field == "subject":  # a name with markup is not repeated at all
         assert payload.strip("\u2066\u2069") in text  # shown as data, never evaluated
-    if "<script>" in payload:
+    if "<script>" in payload and field == "subject":
         assert "&lt;script&gt;" in raw_html(msg)
 
 
@@ -283,7 +283,8 @@ def test_clean_line_strips_controls_and_bidi():
     assert compose.clean_line("a\r\nb\x00c\u202ed\u2028e\u2067f") == "a b cd ef"
 
 
-@pytest.mark.parametrize("address", ["", "a b@c.jp", "ngườidùng@ví.vn", "a@ví.vn",
+# Internationalised addresses (ngườidùng@ví.vn) are usable: tests/test_smtp_faults.py.
+@pytest.mark.parametrize("address", ["", "a b@c.jp", "người dùng@ví.vn", "a@ví",
                                      "a@b.jp\r\nBcc: evil@x", "no-at-sign"])
 def test_unusable_recipient_is_a_value_error(address):
     with pytest.raises(ValueError):

@@ -9,13 +9,19 @@ import holidays
 import pytest
 
 from bot.config import SlaSection
+from bot.config.requests import RequestsSection, completion_days
 from bot.models import Category
 from bot.rules.sla import (
+    COMPLETION_OVERDUE,
+    COMPLETION_SOON,
     BusinessCalendar,
     Deadlines,
+    completion_due,
+    completion_level,
     deadlines,
     due_after,
     extend_for_waiting,
+    extended_completion,
     from_iso,
     to_iso,
 )
@@ -208,3 +214,48 @@ def test_naive_datetimes_are_refused() -> None:
 def test_bad_business_hours_rejected() -> None:
     with pytest.raises(ValueError):
         BusinessCalendar(JST, [], "18:00-09:00")
+
+
+# -- the completion clock -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("category", "language", "bilingual", "days"), [
+    ("disclosure", "en", False, 14),
+    ("correction", "en", False, 14),
+    ("deletion", "en", False, 14),
+    ("disclosure", "vi", False, 10),
+    ("deletion", "vi", False, 10),
+    ("deletion", "en", True, 10),   # language unsure: the shorter figure meets both laws
+    ("question", "en", False, None),
+    ("complaint", "vi", False, None),
+])
+def test_completion_days(category: str, language: str, bilingual: bool,
+                         days: int | None) -> None:
+    assert completion_days(RequestsSection(), category, language, bilingual) == days
+
+
+@pytest.mark.parametrize(("received", "days", "expected"), [
+    # 23:59 JST Friday is Friday; 14 calendar days, weekends and holidays included.
+    (jst(2026, 11, 20, 23, 59), 14, jst(2026, 12, 4, 23, 59, 59)),
+    (jst(2026, 11, 21, 0, 1), 14, jst(2026, 12, 5, 23, 59, 59)),
+    # Closures do not stop a legal time limit.
+    (jst(2026, 12, 24), 10, jst(2027, 1, 3, 23, 59, 59)),
+])
+def test_completion_due(received: datetime, days: int, expected: datetime) -> None:
+    assert completion_due(received, days, CAL) == expected
+
+
+def test_extended_completion_moves_whole_days() -> None:
+    due = jst(2026, 12, 4, 23, 59, 59)
+    assert extended_completion(due, 15, CAL) == jst(2026, 12, 19, 23, 59, 59)
+    with pytest.raises(ValueError):
+        extended_completion(due, 0, CAL)
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    (jst(2026, 12, 1, 23, 59), 0),
+    (jst(2026, 12, 2, 23, 59, 59), COMPLETION_SOON),  # two days left
+    (jst(2026, 12, 4, 23, 59, 59), COMPLETION_SOON),  # the last second
+    (jst(2026, 12, 5, 0, 0), COMPLETION_OVERDUE),
+])
+def test_completion_level(now: datetime, expected: int) -> None:
+    assert completion_level(jst(2026, 12, 4, 23, 59, 59), now, timedelta(days=2)) == expected

@@ -21,7 +21,12 @@ STAFF = "privacy@cijidas.jp"
 CUSTOMER = "customer@example.com"
 STRANGER = "khach@example.vn"
 SECRET = STAFF_TOKEN_SECRET
-TRUSTED_AUTH = "mx.cijidas.jp; dkim=pass header.d=cijidas.jp; spf=pass smtp.mailfrom=cijidas.jp"
+# What a receiving server writes for a mail DKIM-signed for the staff address itself
+# (header.d alone, or spf, no longer authenticates staff: tests/test_staff_auth.py).
+DELETION = ("Please delete my account",
+            "Hello, please delete my account and all my personal data.")
+TRUSTED_AUTH = ("mx.cijidas.jp; dkim=pass header.d=cijidas.jp header.i=privacy@cijidas.jp; "
+                "spf=pass smtp.mailfrom=cijidas.jp; dmarc=pass header.from=cijidas.jp")
 
 
 @pytest.fixture
@@ -35,12 +40,14 @@ def bot(tmp_path, imap_server, smtp_server, env):
 class Bot:
     """Drives ``inquiry-bot once`` and reads what it sent and stored."""
 
-    def __init__(self, config: Path, db: Path, imap, smtp) -> None:
+    def __init__(self, config: Path, db: Path, imap, smtp,
+                 first: tuple[str, str] = DELETION) -> None:
         self.config, self.db, self.imap, self.smtp = config, db, imap, smtp
         self.customer_id = "<req-1@example.com>"
-        self.deliver(customer_mail("Please delete my account",
-                                   "Hello, please delete my account and all my personal data.",
-                                   message_id=self.customer_id))
+        # The bot is already running when the customer writes (its first start on an empty
+        # mailbox), so the request is acknowledged like any new mail.
+        assert main(["--config", str(self.config), "once"]) == 0
+        self.deliver(customer_mail(*first, message_id=self.customer_id))
         self.notification = self.sent_to(STAFF)[-1]
 
     def deliver(self, raw: bytes) -> None:
@@ -134,12 +141,22 @@ def test_customer_followups_with_and_without_references(bot):
     assert len(staff_mail) == notifications + 2
     assert staff_mail[-1]["In-Reply-To"] == bot.notification["Message-ID"]
     assert "Follow-up" in staff_mail[-1]["Subject"]
-    assert staff_mail[-1]["Reply-To"] == bot.notification["Reply-To"]
+    assert str(staff_mail[-1]["Reply-To"]).startswith("contact+cjd-000001.")
 
 
 def test_command_only_reply_and_note_send_nothing_to_the_customer(bot):
+    staff_before = len(bot.sent_to(STAFF))
     bot.deliver(staff_reply(bot, "#assign Tanaka\n#category correction\n#verified\n#wait"))
     bot.deliver(staff_reply(bot, "#note\nThe customer phoned; wants it done by Friday."))
+
+    # Each command mail gets one confirmation, to its sender only.
+    confirmations = bot.sent_to(STAFF)[staff_before:]
+    assert [body(m).splitlines()[0] for m in confirmations] == [
+        "CJD-000001: assigned to Tanaka; category deletion -> correction; identity confirmed "
+        "by staff; waiting for the customer",
+        "CJD-000001: note recorded"]
+    assert confirmations[0]["In-Reply-To"] and "waiting for the customer" in str(
+        confirmations[0]["Subject"])
 
     assert len(bot.sent_to(CUSTOMER)) == 1  # only the acknowledgement
     assert bot.ticket("status") == "waiting_customer"
@@ -154,8 +171,11 @@ def test_command_only_reply_and_note_send_nothing_to_the_customer(bot):
 
 
 def test_close_then_customer_reply_reopens(bot):
-    bot.deliver(staff_reply(bot, "#close", quote=False))
+    bot.deliver(staff_reply(bot, "#reopen\n#close", quote=False))
     assert bot.ticket("status") == "closed" and bot.ticket("closed_at")
+    assert body(bot.sent_to(STAFF)[-1]).splitlines()[0] == (
+        "CJD-000001: #reopen not applicable (staff_reopen is not possible for a open ticket); "
+        "closed")
 
     bot.deliver(customer_mail("Re: [CJD-000001] Please delete my account", "One more thing."))
 
@@ -193,7 +213,7 @@ def test_spoofed_staff_reply_does_nothing(bot, headers):
 
 
 def test_forged_token_does_nothing(bot):
-    forged = "contact+cjd-000001.00000000000000000000@cijidas.jp"
+    forged = "contact+cjd-000001.20991231.00000000000000000000@cijidas.jp"
     bot.deliver(staff_reply(bot, "Hello from an impostor.", to=forged))
 
     assert len(bot.sent_to(CUSTOMER)) == 1

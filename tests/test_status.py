@@ -31,6 +31,12 @@ ALLOWED = [
     ("closed", Event.STAFF_REOPEN, "reopened"),
     ("closed_unverified", Event.STAFF_REOPEN, "reopened"),
     ("waiting_customer", Event.VERIFICATION_FAILED, "closed_unverified"),
+    # a decision (#done #refuse #partial #nodata) closes the request
+    ("open", Event.STAFF_DECIDED, "closed"),
+    ("answered", Event.STAFF_DECIDED, "closed"),
+    ("waiting_customer", Event.STAFF_DECIDED, "closed"),
+    ("reopened", Event.STAFF_DECIDED, "closed"),
+    ("closed", Event.STAFF_DECIDED, "closed"),
 ]
 
 REFUSED = [
@@ -38,6 +44,7 @@ REFUSED = [
     ("answered", Event.STAFF_REOPEN),
     ("closed", Event.STAFF_WAIT),
     ("closed_unverified", Event.CUSTOMER_WROTE),  # the customer must write a new request
+    ("closed_unverified", Event.STAFF_DECIDED),  # identity never confirmed: #reopen first
     ("answered", Event.VERIFICATION_FAILED),
     ("no-such-status", Event.STAFF_CLOSE),
 ]

@@ -13,21 +13,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.adapters.store import utc_iso
+from bot.flows import commands
 from bot.flows.context import Context, Handled
 from bot.flows.notices import staff_alert_recipients, tell_staff
-from bot.flows.tickets import apply_event, mark_answered
+from bot.flows.tickets import mark_answered
 from bot.mail import compose
-from bot.models import Category, InboundMail, Language, MessageKind, MessageSource, Outcome
+from bot.models import InboundMail, MessageKind, MessageSource, Outcome
 from bot.rules import conversation
 from bot.rules.conversation import Action, Command, Route, StaffInstruction
-from bot.rules.sla import deadlines, from_iso
-from bot.rules.status import Event, InvalidTransition
 
 log = logging.getLogger(__name__)
 
 MAX_ALERTS_PER_HOUR = 5  # suspicious-sender alerts: a spoofing flood must not flood staff
-_STATUS_COMMANDS = {Command.CLOSE: Event.STAFF_CLOSE, Command.REOPEN: Event.STAFF_REOPEN,
-                    Command.WAIT: Event.STAFF_WAIT}
 
 
 # -- staff mail -----------------------------------------------------------------------------
@@ -52,7 +49,12 @@ def _carry_out_route(ctx: Context, conn: sqlite3.Connection, mail: InboundMail, 
         return _record_copy(ctx, conn, mail, ticket, now)
     instruction = conversation.parse_staff_text(conversation.strip_quoted(mail.body_text))
     if instruction.problems:
-        return _reject_commands(ctx, conn, mail, ticket, instruction, now)
+        return _reject_commands(ctx, conn, mail, ticket, list(instruction.problems),
+                                "Command not understood", now)
+    refused = commands.decision_problems(ctx, ticket, instruction, now)
+    if refused:
+        return _reject_commands(ctx, conn, mail, ticket, refused, "Command not carried out",
+                                now)
     return _carry_out(ctx, conn, mail, ticket, instruction, now)
 
 
@@ -70,18 +72,20 @@ def _reject_suspicious(ctx: Context, conn: sqlite3.Connection, mail: InboundMail
         ref = route.ticket.ref if route.ticket else None
         tell_staff(ctx, conn, ticket_id, staff_alert_recipients(ctx.settings),
                    (f"[{ref}] " if ref else "") + "Rejected mail claiming to be from staff",
-                   _suspicious_text(mail, route), None, now)
+                   _suspicious_text(mail, route, ctx.settings.staff.token_days), None, now)
     return "suspicious-sender"
 
 
-def _suspicious_text(mail: InboundMail, route: Route) -> str:
+def _suspicious_text(mail: InboundMail, route: Route, token_days: int) -> str:
     where = f"about ticket {route.ticket.ref}" if route.ticket else "with a routing address"
     return (f"A mail {where} claims to come from {mail.from_addr}, but it could not be "
             f"authenticated ({route.reason}).\nNothing was sent to the customer and no "
             f"command was run.\n\nSubject: {compose.clean_line(mail.subject, 200)}\n"
             f"Message-ID: {mail.message_id or '(none)'}\n\n"
-            "If you sent it, reply to the ticket's notification (its Reply-To carries the "
-            "ticket's token). Otherwise someone is impersonating staff: please tell IT.\n")
+            "If you sent it, reply to your own notification about the ticket, from the "
+            f"address it was sent to, within {token_days} days (its Reply-To carries a token "
+            "for that address and that ticket only). Otherwise someone is impersonating "
+            "staff: please tell IT.\n")
 
 
 def _record_copy(ctx: Context, conn: sqlite3.Connection, mail: InboundMail,
@@ -95,14 +99,14 @@ def _record_copy(ctx: Context, conn: sqlite3.Connection, mail: InboundMail,
 
 
 def _reject_commands(ctx: Context, conn: sqlite3.Connection, mail: InboundMail,
-                     ticket: dict[str, Any], instruction: StaffInstruction,
+                     ticket: dict[str, Any], problems: list[str], headline: str,
                      now: datetime) -> str:
-    # A mistyped "#note" must never send an internal note to the customer: do nothing.
+    # A mistyped "#note" must never send an internal note to the customer, and a decision
+    # that does not fit the ticket must not half-run: do nothing, say why.
     ctx.store.add_event(conn, ticket["id"], now, "staff_commands_rejected",
-                        {"from": mail.from_addr, "problems": list(instruction.problems)})
-    tell_staff(ctx, conn, ticket["id"], [mail.from_addr],
-               f"[{ticket['ref']}] Command not understood",
-               conversation.command_help(instruction.problems), mail.message_id, now)
+                        {"from": mail.from_addr, "problems": problems})
+    tell_staff(ctx, conn, ticket["id"], [mail.from_addr], f"[{ticket['ref']}] {headline}",
+               conversation.command_help(problems), mail.message_id, now)
     return "commands-rejected"
 
 
@@ -111,84 +115,34 @@ def _carry_out(ctx: Context, conn: sqlite3.Connection, mail: InboundMail,
     relay = bool(instruction.answer) and not instruction.has(Command.NOTE)
     kind = MessageKind.STAFF_REPLY if relay else MessageKind.STAFF_NOTE
     ctx.record_inbound(conn, ticket["id"], mail, kind, now)
+    phrases = []
     if relay:
         _relay_answer(ctx, conn, ticket, instruction.answer, now)
         ticket = {**ticket, "status": mark_answered(ctx.store, conn, ticket, now)}
+        phrases.append("answer sent to the customer")
     for command, argument in instruction.commands:
-        ticket = _run_command(ctx, conn, ticket, command, argument, now)
+        ticket, phrase = commands.run_command(ctx, conn, ticket, command, argument, now)
+        phrases.append(phrase)
     ctx.store.add_event(conn, ticket["id"], now, kind.value, {
         "from": mail.from_addr, "relayed": relay,
         "commands": [f"#{c.value} {a}".strip() for c, a in instruction.commands]})
+    if instruction.commands:
+        commands.confirm(ctx, conn, mail, ticket, phrases, now)
     if relay:
         return "relayed"
     return "note" if instruction.has(Command.NOTE) else "commands"
-
-
-
-
-def _run_command(ctx: Context, conn: sqlite3.Connection, ticket: dict[str, Any],
-                 command: Command, argument: str, now: datetime) -> dict[str, Any]:
-    """One command; returns the ticket as it is afterwards."""
-    store, ticket_id = ctx.store, ticket["id"]
-    if command in _STATUS_COMMANDS:
-        try:
-            status = apply_event(store, conn, ticket_id, ticket["status"],
-                                 _STATUS_COMMANDS[command], now)
-        except InvalidTransition as exc:
-            store.add_event(conn, ticket_id, now, "command_not_applicable",
-                            {"command": command.value, "why": str(exc)})
-            return ticket
-        return {**ticket, "status": status}
-    if command == Command.CATEGORY:
-        _change_category(ctx, conn, ticket, Category(argument), now)
-        return {**ticket, "category": argument}
-    if command == Command.VERIFIED:
-        store.update_ticket(conn, ticket_id, verification_status="staff_verified")
-        store.add_event(conn, ticket_id, now, "verification_confirmed", {"by": "staff"})
-    elif command == Command.ASSIGN:
-        store.update_ticket(conn, ticket_id, assigned_to=argument[:100])
-        store.add_event(conn, ticket_id, now, "assigned", {"to": argument[:100]})
-    return ticket
-
-
-def _change_category(ctx: Context, conn: sqlite3.Connection, ticket: dict[str, Any],
-                     category: Category, now: datetime) -> None:
-    # The SLA depends on the category, so the deadlines follow it (from the original date).
-    due = deadlines(from_iso(ticket["created_at"]), category, ctx.settings.sla, ctx.calendar)
-    ctx.store.update_ticket(conn, ticket["id"], category=category.value, needs_review=0,
-                            due_at=utc_iso(due.respond_at), escalate_at=utc_iso(due.escalate_at),
-                            hard_at=utc_iso(due.hard_at))
-    ctx.store.add_event(conn, ticket["id"], now, "category_changed",
-                        {"from": ticket["category"], "to": category.value, "by": "staff"})
 
 
 # -- outgoing mail --------------------------------------------------------------------------
 
 def _relay_answer(ctx: Context, conn: sqlite3.Connection, ticket: dict[str, Any],
                   answer: str, now: datetime) -> None:
-    ids = ctx.store.customer_message_ids(ticket["id"])
-    first_id, last_id = (ids[0], ids[-1]) if ids else (None, None)
-    thread = compose.CustomerThread(
-        ticket["ref"], Language(ticket["language"]), ticket["customer_email"],
-        ticket["customer_name"] or "", ticket["subject"] or "", last_id,
-        tuple(i for i in (first_id,) if i))
     message = compose.customer_mail(
-        ctx.settings, thread, "staff_reply", {"answer": compose.clean_text(answer)},
+        ctx.settings, commands.customer_thread(ctx, ticket), "staff_reply",
+        {"answer": compose.clean_text(conversation.without_routing_addresses(
+            answer, ctx.settings.bot.address))},
         message_id=compose.make_message_id(ctx.settings.bot_domain), date=now,
         auto_submitted="no")
     # A person wrote it: not counted against the automatic-reply cap.
     ctx.enqueue(conn, ticket["id"], message, [ticket["customer_email"]],
                  MessageKind.STAFF_REPLY, now, counted=False)
-
-
-
-
-
-
-
-
-
-
-
-
-

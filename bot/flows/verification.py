@@ -1,75 +1,63 @@
 """Identity verification by email, and the customer replies the bot acts on by itself.
 
-A disclosure, correction or deletion request gets a one-time code in its acknowledgement
-(bot.flows.service stores only :func:`hash_code` of it). The customer proves they control the
-address by replying from it with the code:
-- right code -> ``verification_status = email_confirmed`` and a short confirmation;
-- wrong code -> a short reply with the tries left; no tries left or code expired ->
-  ``failed``, the ticket becomes ``closed_unverified``, staff and customer are told;
-- image/PDF attachments on such a reply: only their metadata is stored (bot.mail.parse never
-  keeps content); an event notes them and staff are told;
+A disclosure, correction or deletion request gets a one-time code in its acknowledgement,
+or in a verification mail when staff set such a category later (:func:`on_category_changed`);
+a ticket is ``pending`` only once that mail is queued. The customer proves they control the
+address by replying from it with the code (the decisions: :mod:`bot.rules.verification`):
+- a reply naming our mail (In-Reply-To/References): right code -> ``email_confirmed``;
+  wrong code -> the tries left; no tries left or code expired -> ``failed``;
+- a mail that only carries the ref (from the customer's address): the right code confirms,
+  wrong ones cost a separate budget, never the customer's tries, and never close the request;
+- any other mail: its numbers are not code attempts;
+- a failed verification closes the ticket (``closed_unverified``) only while staff have not
+  taken it up; staff and customer are told either way;
+- image/PDF attachments on such a reply: only their metadata is stored; staff are told;
 - a reply whose line is just WRONG / SAI puts the ticket up for staff review.
-:func:`verification_pass` (scheduled) sends one reminder and closes expired requests.
-
-The decisions (:func:`check_code`, :func:`due_action`, ...) are PURE; the rest writes
-through the store inside the caller's transaction and queues mail through bot.flows.autoreply.
+:func:`verification_pass` (scheduled) sends one reminder and closes expired requests, and
+leaves alone every ticket that staff answered, completed, decided or re-categorised.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
 import sqlite3
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import Message
-from enum import StrEnum
 from typing import Any
 
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
-from bot.flows import autoreply
+from bot.flows import autoreply, codes
 from bot.mail import compose
 from bot.models import InboundMail, Language
+from bot.rules.conversation import find_ref
 from bot.rules.status import Event, can, transition
+from bot.rules.verification import (
+    CONFIRMED,
+    FAILED,
+    NOT_REQUIRED,
+    PENDING,
+    CategoryChange,
+    CodeCheck,
+    Due,
+    Standing,
+    Verdict,
+    category_change,
+    check_code,
+    code_candidates,
+    due_action,
+    is_document,
+    may_close_unverified,
+    parse_utc,
+    reply_standing,
+    stop_reason,
+)
 
-PENDING = "pending"
-CONFIRMED = "email_confirmed"
-FAILED = "failed"
-CODE_DIGITS = 8
+__all__ = ["PassReport", "Verdict", "Due", "on_category_changed", "on_customer_followup",
+           "staff_notice", "verification_pass"]
+
 MAIL_KIND = "verification"
 MAX_QUOTED = 2000
-# Eight digits, or two groups of four ("4815 1623") that are not part of a longer
-# grouped number such as a phone number ("090-1234-5678").
-_CODE_LIKE = re.compile(r"(?<!\d)\d{8}(?!\d)"
-                        r"|(?<!\d)(?<!\d[ .\-])\d{4}[ .\-]\d{4}(?!\d)(?![ .\-]\d)")
-_DOCUMENT_SUFFIXES = (".pdf", ".jpg", ".jpeg", ".png", ".gif", ".heic", ".heif", ".tif",
-                      ".tiff", ".webp", ".bmp")
-
-
-class Verdict(StrEnum):
-    """What a customer reply does to a pending verification."""
-
-    NO_CODE = "no-code"          # nothing that looks like a code: an ordinary follow-up
-    CONFIRMED = "confirmed"
-    WRONG = "wrong"              # tries remain
-    TOO_MANY = "too-many-attempts"
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True)
-class CodeCheck:
-    verdict: Verdict
-    tries_left: int
-
-
-class Due(StrEnum):
-    """What the scheduled pass owes a pending verification."""
-
-    REMIND = "remind"
-    CLOSE = "close"
 
 
 @dataclass(frozen=True)
@@ -78,75 +66,11 @@ class PassReport:
     closed: int = 0
 
 
-# -- pure decisions --------------------------------------------------------------------
-
-def hash_code(ref: str, code: str) -> str:
-    """Only this hash of a verification code is stored (salted by the ticket ref)."""
-    return hashlib.sha256(f"{ref}:{code}".encode()).hexdigest()
-
-
-def code_candidates(text: str) -> list[str]:
-    """Distinct code-length digit runs in the customer's own (unquoted) lines, in order.
-
-    Full-width digits (Japanese input methods) count; phone numbers do not.
-    """
-    found: list[str] = []
-    for line in unicodedata.normalize("NFKC", text or "").splitlines():
-        if line.lstrip().startswith(">"):
-            continue
-        for match in _CODE_LIKE.findall(line):
-            digits = re.sub(r"\D", "", match)
-            if digits not in found:
-                found.append(digits)
-    return found
-
-
-def check_code(text: str, *, ref: str, code_hash: str | None, expires_at: datetime,
-               attempts_left: int, now: datetime) -> CodeCheck:
-    """Judge a reply. Each distinct wrong candidate costs one try, so a mail full of
-    numbers cannot guess the code faster than ``attempts_left`` allows."""
-    candidates = code_candidates(text)
-    if not candidates:
-        return CodeCheck(Verdict.NO_CODE, attempts_left)
-    if now >= expires_at:
-        return CodeCheck(Verdict.EXPIRED, attempts_left)
-    tried = candidates[:max(attempts_left, 0)]
-    for used, candidate in enumerate(tried, start=1):
-        if code_hash and hmac.compare_digest(hash_code(ref, candidate), code_hash):
-            return CodeCheck(Verdict.CONFIRMED, attempts_left - used)
-    left = max(attempts_left - len(tried), 0)
-    return CodeCheck(Verdict.WRONG if left else Verdict.TOO_MANY, left)
-
-
-def due_action(*, code_created_at: datetime, code_expires_at: datetime,
-               reminded_at: datetime | None, reminder_after: timedelta,
-               now: datetime) -> Due | None:
-    """Close at expiry; before that, one reminder ``reminder_after`` the code was sent."""
-    if now >= code_expires_at:
-        return Due.CLOSE
-    if reminded_at is None and now >= code_created_at + reminder_after:
-        return Due.REMIND
-    return None
-
-
-def is_document(content_type: str, filename: str) -> bool:
-    """Images and PDFs: what an identity document sent by mail usually looks like."""
-    kind = (content_type or "").lower()
-    name = (filename or "").lower()
-    return kind.startswith("image/") or kind == "application/pdf" \
-        or name.endswith(_DOCUMENT_SUFFIXES)
-
-
 def document_attachments(mail: InboundMail) -> list[dict[str, Any]]:
     """Metadata of the image/PDF attachments of ``mail`` (never their content)."""
     return [{"filename": compose.clean_line(a.filename, 200),
              "content_type": compose.clean_line(a.content_type, 100), "size": a.size}
             for a in mail.attachments if is_document(a.content_type, a.filename)]
-
-
-def parse_utc(value: str | None) -> datetime | None:
-    """A database time (``2026-11-24T03:00:00Z``) as an aware datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 # -- customer replies (inside the follow-up transaction) -------------------------------
@@ -162,41 +86,87 @@ def on_customer_followup(store: Store, settings: Settings, conn: sqlite3.Connect
         _put_up_for_review(store, settings, conn, ticket, mail, now)
     if ticket["verification_status"] != PENDING:
         return False
+    row = store.verification(ticket["id"])
+    standing = _standing(store, settings, ticket, mail)
+    if row is None or standing == Standing.NONE:
+        _note_not_counted(store, conn, ticket, mail, now)
+        return False
+    _note_documents(store, settings, conn, ticket, mail, now)
+    threaded = standing == Standing.THREADED
+    column = "attempts_left" if threaded else "unthreaded_attempts_left"
+    budget = row[column] if row.get(column) is not None else settings.verification.max_attempts
+    result = check_code(mail.new_text, ref=ticket["ref"], code_hash=row["code_hash"],
+                        key=codes.code_key(settings),
+                        expires_at=parse_utc(row["expires_at"]) or now,
+                        attempts_left=budget, now=now)
+    if result.verdict == Verdict.NO_CODE:
+        return False
+    store.update_verification(conn, ticket["id"], **{column: result.tries_left})
+    if threaded:
+        _apply(store, settings, conn, ticket, mail, row, result, now)
+    else:
+        _apply_unthreaded(store, settings, conn, ticket, mail, row, result, now)
+    return True
+
+
+def _standing(store: Store, settings: Settings, ticket: dict[str, Any],
+              mail: InboundMail) -> Standing:
+    carries = ticket["ref"] in (find_ref(mail.subject, settings.bot.ticket_prefix),
+                                find_ref(mail.new_text, settings.bot.ticket_prefix))
+    return reply_standing([mail.in_reply_to, *mail.references],
+                          store.mail_ids_to_customer(ticket["id"]), carries_ref=carries,
+                          from_customer=mail.from_addr.lower() ==
+                          (ticket["customer_email"] or "").lower())
+
+
+def _note_not_counted(store: Store, conn: sqlite3.Connection, ticket: dict[str, Any],
+                      mail: InboundMail, now: datetime) -> None:
+    """Numbers in a mail that may not act on the code: recorded, at no cost."""
     if mail.from_addr.lower() != (ticket["customer_email"] or "").lower():
         # Only the address the code was sent to can confirm; never a forwarded copy.
         store.add_event(conn, ticket["id"], now, "verification_other_address",
                         {"from": mail.from_addr})
-        return False
-    row = store.verification(ticket["id"])
-    if row is None:
-        return False
-    _note_documents(store, settings, conn, ticket, mail, now)
-    result = check_code(mail.new_text, ref=ticket["ref"], code_hash=row["code_hash"],
-                        expires_at=parse_utc(row["expires_at"]) or now,
-                        attempts_left=row["attempts_left"] or 0, now=now)
-    _apply(store, settings, conn, ticket, mail, row, result, now)
-    return result.verdict != Verdict.NO_CODE
+    elif code_candidates(mail.new_text):
+        store.add_event(conn, ticket["id"], now, "verification_code_not_counted",
+                        {"why": "neither a reply to our mail nor carrying the ref"})
 
 
 def _apply(store: Store, settings: Settings, conn: sqlite3.Connection, ticket: dict[str, Any],
            mail: InboundMail, row: dict[str, Any], result: CodeCheck, now: datetime) -> None:
-    if result.verdict == Verdict.NO_CODE:
-        return
-    store.update_verification(conn, ticket["id"], attempts_left=result.tries_left)
+    """A reply to our mail: its wrong codes cost the customer's tries."""
     thread = _thread(ticket, mail)
     if result.verdict == Verdict.CONFIRMED:
         _confirm(store, settings, conn, ticket, row, thread, now)
     elif result.verdict == Verdict.WRONG:
-        store.add_event(conn, ticket["id"], now, "verification_wrong_code",
-                        {"tries_left": result.tries_left})
-        message = compose.verification_wrong_code(
-            settings, thread, tries_left=result.tries_left, message_id=_msgid(settings),
-            date=now)
-        autoreply.queue_customer_mail(store, settings, conn, ticket_id=ticket["id"],
-                                      message=message, kind=MAIL_KIND, now=now)
+        _wrong(store, settings, conn, ticket, thread, result.tries_left, now)
     else:
         _fail(store, settings, conn, ticket, row, thread, now,
               expired=result.verdict == Verdict.EXPIRED)
+
+
+def _apply_unthreaded(store: Store, settings: Settings, conn: sqlite3.Connection,
+                      ticket: dict[str, Any], mail: InboundMail, row: dict[str, Any],
+                      result: CodeCheck, now: datetime) -> None:
+    """A mail that only carries the ref: it may confirm, but never costs the customer's
+    tries nor closes the request (anyone who knows the address and the ref could send it)."""
+    if result.verdict == Verdict.CONFIRMED:
+        _confirm(store, settings, conn, ticket, row, _thread(ticket, mail), now)
+    elif result.verdict == Verdict.WRONG:
+        _wrong(store, settings, conn, ticket, _thread(ticket, mail), None, now)
+    else:
+        store.add_event(conn, ticket["id"], now, "verification_code_not_counted",
+                        {"why": result.verdict.value, "threaded": False})
+
+
+def _wrong(store: Store, settings: Settings, conn: sqlite3.Connection, ticket: dict[str, Any],
+           thread: compose.CustomerThread, tries_left: int | None, now: datetime) -> None:
+    store.add_event(conn, ticket["id"], now, "verification_wrong_code",
+                    {"tries_left": tries_left, "threaded": tries_left is not None})
+    message = compose.customer_mail(settings, thread, "verify_wrong_code",
+                                    {"tries_left": tries_left}, message_id=_msgid(settings),
+                                    date=now)
+    autoreply.queue_customer_mail(store, settings, conn, ticket_id=ticket["id"],
+                                  message=message, kind=MAIL_KIND, now=now)
 
 
 def _confirm(store: Store, settings: Settings, conn: sqlite3.Connection,
@@ -218,21 +188,27 @@ def _fail(store: Store, settings: Settings, conn: sqlite3.Connection, ticket: di
           row: dict[str, Any], thread: compose.CustomerThread, now: datetime, *,
           expired: bool) -> None:
     reason = Verdict.EXPIRED.value if expired else Verdict.TOO_MANY.value
-    _close_unverified(store, conn, ticket, row, now, reason)
+    closed = _close_unverified(store, conn, ticket, row, now, reason)
     _tell_staff(store, settings, conn, ticket, now, "Identity verification FAILED",
-                [f"Reason: {reason}.", "The ticket is now closed_unverified. Reopen it or "
-                 "confirm the customer's identity yourself (#verified) if appropriate."])
-    message = compose.verification_failed(settings, thread, expired=expired,
-                                          message_id=_msgid(settings), date=now)
+                [f"Reason: {reason}.",
+                 "The ticket is now closed_unverified. Reopen it or confirm the customer's "
+                 "identity yourself (#verified) if appropriate." if closed else
+                 "The ticket stays open because staff already took it up: decide how to "
+                 "go on (#verified if you confirmed the identity yourself)."])
+    message = compose.customer_mail(settings, thread, "verify_failed",
+                                    {"expired": expired, "closed": closed},
+                                    message_id=_msgid(settings), date=now)
     autoreply.queue_customer_mail(store, settings, conn, ticket_id=ticket["id"],
                                   message=message, kind=MAIL_KIND, now=now,
                                   final=True)
 
 
 def _close_unverified(store: Store, conn: sqlite3.Connection, ticket: dict[str, Any],
-                      row: dict[str, Any], now: datetime, reason: str) -> None:
+                      row: dict[str, Any], now: datetime, reason: str) -> bool:
+    """Verification failed; the ticket closes only while staff have not taken it up.
+    Returns True when it closed."""
     fields: dict[str, Any] = {"verification_status": FAILED}
-    if can(ticket["status"], Event.VERIFICATION_FAILED):
+    if may_close_unverified(ticket) and can(ticket["status"], Event.VERIFICATION_FAILED):
         fields.update(status=transition(ticket["status"], Event.VERIFICATION_FAILED).value,
                       closed_at=utc_iso(now))
     store.update_ticket(conn, ticket["id"], **fields)
@@ -240,6 +216,7 @@ def _close_unverified(store: Store, conn: sqlite3.Connection, ticket: dict[str, 
     store.add_event(conn, ticket["id"], now, "verification_failed",
                     {"reason": reason, "status": fields.get("status", ticket["status"])})
     _waiting_ended(store, conn, ticket["id"], row, now, reason)
+    return "status" in fields
 
 
 def _put_up_for_review(store: Store, settings: Settings, conn: sqlite3.Connection,
@@ -276,13 +253,76 @@ def _waiting_ended(store: Store, conn: sqlite3.Connection, ticket_id: int,
                      "outcome": outcome})
 
 
+# -- category changes (called by bot.flows.staff on #category) --------------------------
+
+def on_category_changed(store: Store, settings: Settings, conn: sqlite3.Connection,
+                        ticket: dict[str, Any], old: str, new: str, now: datetime) -> None:
+    """Re-evaluate identity verification after staff changed the category.
+
+    Into disclosure/correction/deletion: a code is created, mailed to the customer and the
+    ticket becomes ``pending``. Away from those: a pending code is cancelled
+    (``not_required``). Runs inside the caller's transaction.
+    """
+    current = {**(store.ticket(ticket["id"]) or ticket), "category": new}
+    action = category_change(new, current["verification_status"])
+    if action == CategoryChange.START:
+        _start(store, settings, conn, current, old, now)
+    elif action == CategoryChange.CANCEL:
+        store.update_ticket(conn, current["id"], verification_status=NOT_REQUIRED)
+        store.update_verification(conn, current["id"], code_hash=None)
+        store.add_event(conn, current["id"], now, "verification_cancelled",
+                        {"category_from": old, "category_to": new})
+        row = store.verification(current["id"]) or {"created_at": None}
+        _waiting_ended(store, conn, current["id"], row, now, "cancelled")
+
+
+def _start(store: Store, settings: Settings, conn: sqlite3.Connection,
+           ticket: dict[str, Any], old: str, now: datetime) -> None:
+    """Issue a code and mail it; ``pending`` only when the mail is really queued."""
+    blocked = autoreply.blocked_reason(store, settings, ticket["customer_email"] or "", now,
+                                       ticket["id"])
+    if blocked:
+        store.add_event(conn, ticket["id"], now, "verification_not_started", {"why": blocked})
+        _tell_staff(store, settings, conn, ticket, now, "No identity code could be sent",
+                    [f"Automatic mail to the customer is blocked ({blocked}). Confirm the "
+                     "identity yourself (#verified) or write to the customer."])
+        return
+    code, expires = codes.issue_code(store, settings, conn, ticket["id"], ticket["ref"], now)
+    message = verification_request(settings, store, ticket, code, expires, now)
+    autoreply.queue_customer_mail(store, settings, conn, ticket_id=ticket["id"],
+                                  message=message, kind=MAIL_KIND, now=now, mask=code)
+    store.update_ticket(conn, ticket["id"], verification_status=PENDING)
+    store.add_event(conn, ticket["id"], now, "verification_started",
+                    {"category_from": old, "category_to": ticket["category"]})
+
+
+def verification_request(settings: Settings, store: Store, ticket: dict[str, Any], code: str,
+                         expires: datetime, now: datetime) -> Message:
+    """The mail that asks for the code when staff set a request category."""
+    ids = store.customer_message_ids(ticket["id"])
+    thread = _thread(ticket, None)
+    if ids:
+        thread = compose.CustomerThread(
+            thread.ref, thread.language, thread.customer_email, thread.customer_name,
+            thread.original_subject, ids[-1], (ids[0],), thread.bilingual)
+    context = {"category": ticket["category"], "due_at": parse_utc(ticket["due_at"]) or now,
+               "verification": {"code": code, "expires_at": expires,
+                                "max_attempts": settings.verification.max_attempts}}
+    return compose.customer_mail(settings, thread, "verify_start", context,
+                                 message_id=_msgid(settings), date=now)
+
+
 # -- the scheduled pass ----------------------------------------------------------------
 
 def verification_pass(store: Store, settings: Settings, now: datetime) -> PassReport:
-    """Remind once after ``verification.reminder_after_days``; close expired requests."""
+    """Remind once after ``verification.reminder_after_days``; close expired requests;
+    neither for a ticket that staff answered, completed, decided or re-categorised."""
     reminded = closed = 0
     after = timedelta(days=settings.verification.reminder_after_days)
     for pending in store.pending_verifications():
+        if stop_reason(pending):
+            _note_stopped(store, pending, now)
+            continue
         action = due_action(code_created_at=parse_utc(pending["code_created_at"]) or now,
                             code_expires_at=parse_utc(pending["code_expires_at"]) or now,
                             reminded_at=parse_utc(pending["code_reminded_at"]),
@@ -291,8 +331,8 @@ def verification_pass(store: Store, settings: Settings, now: datetime) -> PassRe
             continue
         with store.transaction() as conn:
             ticket = store.ticket(pending["id"])
-            if ticket is None or ticket["verification_status"] != PENDING:
-                continue  # confirmed by a reply since we looked
+            if ticket is None or stop_reason(ticket):
+                continue  # confirmed or answered since we looked
             if action == Due.REMIND:
                 _remind(store, settings, conn, ticket, pending, now)
                 reminded += 1
@@ -300,6 +340,15 @@ def verification_pass(store: Store, settings: Settings, now: datetime) -> PassRe
                 _expire(store, settings, conn, ticket, now)
                 closed += 1
     return PassReport(reminded, closed)
+
+
+def _note_stopped(store: Store, ticket: dict[str, Any], now: datetime) -> None:
+    """Record once why reminders and expiry no longer apply (the code still works)."""
+    if store.events_since("verification_reminders_stopped", "", ticket["id"]):
+        return
+    with store.transaction() as conn:
+        store.add_event(conn, ticket["id"], now, "verification_reminders_stopped",
+                        {"why": stop_reason(ticket)})
 
 
 def _remind(store: Store, settings: Settings, conn: sqlite3.Connection,

@@ -1,11 +1,15 @@
 """Conversations: which ticket a mail belongs to, who may act on it, what staff asked. PURE.
 
 - Refs: ``CJD-000123`` anywhere in a subject.
-- Staff routing address: notifications carry ``Reply-To: contact+cjd-000123.<token>@domain``
-  where ``token`` is an HMAC-SHA256 of the ref under a secret from the environment. A staff
-  reply that comes back to that address proves it answers a notification about that ticket;
-  the token cannot be guessed without the secret.
-- Trusted ``Authentication-Results`` (RFC 8601): the other way staff authenticate.
+- Staff routing address: each staff recipient's notification carries
+  ``Reply-To: contact+cjd-000123.<yyyymmdd>.<mac>@domain``, where ``mac`` is an HMAC-SHA256
+  of (ref, that staff address, the expiry day) under a secret from the environment. A reply
+  to it from that staff address, on or before that day, proves it answers a notification
+  about that ticket; the token cannot be guessed without the secret, does not work for
+  another address, and expires. It is a credential: never stored where the customer or
+  datasette can read it (:func:`without_routing_addresses`).
+- Trusted ``Authentication-Results`` (RFC 8601, :mod:`bot.rules.authres`): the other way
+  staff authenticate, aligned with the exact staff address.
 - Staff commands: ``#close``, ``#note`` ... on their own lines at the top of a reply.
 - :func:`decide_route`: new ticket, follow-up, reopen, staff reply, staff copy, or suspicious.
 
@@ -19,9 +23,10 @@ import hmac
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
+from bot.rules import authres
 from bot.rules.status import Status
 
 TOKEN_HEX_CHARS = 20  # 80 bits: far beyond guessing by mail
@@ -37,40 +42,60 @@ def find_ref(subject: str, prefix: str) -> str | None:
     return f"{prefix.upper()}-{match.group(1)}" if match else None
 
 
-def staff_token(secret: str, ref: str) -> str:
-    """The HMAC token that names ``ref`` in a staff routing address (lower-case hex)."""
-    digest = hmac.new(secret.encode(), ref.upper().encode(), hashlib.sha256).hexdigest()
+def token_expiry(now: datetime, days: int) -> date:
+    """The last (UTC) day on which a token minted at ``now`` is accepted."""
+    today = now.astimezone(UTC).date() if now.tzinfo else now.date()
+    return today + timedelta(days=days)
+
+
+def staff_token(secret: str, ref: str, staff_address: str, expires: date) -> str:
+    """The HMAC (lower-case hex) binding ``ref`` to one staff address until ``expires``."""
+    message = f"{ref.upper()}|{staff_address.lower()}|{expires:%Y%m%d}"
+    digest = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
     return digest[:TOKEN_HEX_CHARS]
 
 
-def reply_address(bot_address: str, ref: str, secret: str) -> str:
-    """``contact+cjd-000123.<token>@domain`` (lower case: parsed addresses are lower-cased)."""
+def reply_address(bot_address: str, ref: str, secret: str, staff_address: str,
+                  expires: date) -> str:
+    """``contact+cjd-000123.<yyyymmdd>.<mac>@domain`` for one staff recipient (lower case:
+    parsed addresses are lower-cased)."""
     local, _, domain = bot_address.partition("@")
-    return f"{local}+{ref.lower()}.{staff_token(secret, ref)}@{domain}".lower()
+    mac = staff_token(secret, ref, staff_address, expires)
+    return f"{local}+{ref.lower()}.{expires:%Y%m%d}.{mac}@{domain}".lower()
 
 
-def parse_reply_address(address: str, bot_address: str) -> tuple[str, str] | None:
-    """``(REF, token)`` from a routing address of the bot, else None."""
+@dataclass(frozen=True)
+class RoutingToken:
+    """What a routing address says; nothing in it is trusted before :func:`check_token`."""
+
+    ref: str
+    expires: date | None  # None: the old format without an expiry day (never accepted)
+    mac: str
+
+
+def parse_reply_address(address: str, bot_address: str) -> RoutingToken | None:
+    """The :class:`RoutingToken` of a routing address of the bot, else None."""
     local, _, domain = address.lower().partition("@")
     bot_local, _, bot_domain = bot_address.lower().partition("@")
     base, plus, detail = local.partition("+")
     if domain != bot_domain or base != bot_local or not plus:
         return None
-    ref, dot, token = detail.rpartition(".")
-    if not dot or not re.fullmatch(r"[a-z0-9]+-\d{6,}", ref) or not token:
+    match = re.fullmatch(r"([a-z0-9]+-\d{6,})\.(?:(\d{8})\.)?([0-9a-z]+)", detail)
+    if not match:
         return None
-    return ref.upper(), token
+    ref, day, mac = match.groups()
+    return RoutingToken(ref.upper(), _day(day) if day else None, mac)
 
 
-def token_is_valid(secret: str, ref: str, token: str) -> bool:
-    """True when ``token`` is the HMAC of ``ref``; always False without a secret."""
-    if not secret:
-        return False
-    return hmac.compare_digest(staff_token(secret, ref), token.lower())
+def _day(text: str) -> date | None:
+    try:
+        return datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        return None
 
 
-def find_routing_token(addresses: Iterable[str], bot_address: str) -> tuple[str, str] | None:
-    """The first ``(REF, token)`` among the recipient addresses of a mail."""
+def find_routing_token(addresses: Iterable[str], bot_address: str) -> RoutingToken | None:
+    """The first routing token among the recipient addresses of a mail."""
     for address in addresses:
         parsed = parse_reply_address(address, bot_address)
         if parsed:
@@ -78,47 +103,55 @@ def find_routing_token(addresses: Iterable[str], bot_address: str) -> tuple[str,
     return None
 
 
+def check_token(secret: str, token: RoutingToken, sender: str,
+                staff_addresses: Iterable[str]) -> str:
+    """``""`` when ``token`` was minted for ``sender``; else why not (a ``processed`` reason):
+    ``invalid-token`` (forged, or no secret), ``token-old-format`` (no expiry day),
+    ``token-of-other-address`` (minted for another staff address). Expiry is checked by
+    :func:`decide_route`, which knows the time."""
+    if not secret:
+        return "invalid-token"
+    if token.expires is None:
+        return "token-old-format"
+    if _mac_matches(secret, token, sender):
+        return ""
+    if any(_mac_matches(secret, token, other) for other in staff_addresses
+           if other.lower() != sender.lower()):
+        return "token-of-other-address"
+    return "invalid-token"
+
+
+def _mac_matches(secret: str, token: RoutingToken, address: str) -> bool:
+    assert token.expires is not None
+    expected = staff_token(secret, token.ref, address, token.expires)
+    return hmac.compare_digest(expected, token.mac.lower())
+
+
+def without_routing_addresses(text: str, bot_address: str) -> str:
+    """``text`` with every plus-address of the bot replaced by the bot's plain address, for
+    anything stored where the customer or datasette can read it (tokens are credentials)."""
+    local, _, domain = bot_address.partition("@")
+    if not local or not domain or "+" not in text:
+        return text
+    pattern = (rf"(?<![\w.+-]){re.escape(local)}\+[^\s@<>,;\"()]*@{re.escape(domain)}"
+               r"(?![\w-]|\.[\w-])")  # not a longer domain (contact+x@cijidas.jp.evil)
+    return re.sub(pattern, bot_address, text, flags=re.IGNORECASE)
+
+
 # -- Authentication-Results (RFC 8601) ------------------------------------------------------
 
-def auth_results_pass(header_values: Sequence[str], trusted_ids: Sequence[str],
-                      sender: str) -> bool:
-    """True when the topmost header from a trusted ``authserv-id`` says dkim=pass for the
-    sender's domain (``header.d``/``header.i``) or spf=pass for it (``smtp.mailfrom``).
+def auth_results_pass(raw_values: Sequence[str], trusted_ids: Sequence[str], sender: str,
+                      *, domain_signs_for_all: bool = False) -> bool:
+    """True when the topmost header of a trusted ``authserv-id`` proves the exact staff
+    address ``sender`` (:func:`bot.rules.authres.proves_sender`: DMARC pass for its domain,
+    or DKIM pass for ``header.i`` = the address; SPF never).
 
-    Only the topmost trusted header counts: the receiving server prepends its own, so one a
-    sender forged further down can never outrank it.
+    ``raw_values`` are the RAW header values (``InboundMail.auth_results_raw``): decoding
+    encoded words first would let the envelope sender spell a pass.
     """
-    trusted = {t.lower() for t in trusted_ids}
-    domain = sender.rpartition("@")[2].lower()
-    if not trusted or not domain:
-        return False
-    for value in header_values:
-        server, results = _split_auth_results(value)
-        if server in trusted:
-            return any(_passes_for(method, props, domain) for method, props in results)
-    return False
-
-
-def _split_auth_results(value: str) -> tuple[str, list[tuple[str, dict[str, str]]]]:
-    text = re.sub(r"\([^()]*\)", " ", value)  # comments, e.g. "(signature was verified)"
-    head, *parts = [p.strip() for p in text.split(";")]
-    server = head.split()[0].lower() if head.split() else ""
-    results = []
-    for part in parts:
-        pairs = dict(re.findall(r"([\w.-]+)\s*=\s*(\S+)", part.lower()))
-        for method in ("dkim", "spf"):
-            if method in pairs:
-                results.append((f"{method}={pairs[method]}", pairs))
-    return server, results
-
-
-def _passes_for(method: str, props: dict[str, str], domain: str) -> bool:
-    if method == "dkim=pass":
-        signer = props.get("header.d") or props.get("header.i", "").rpartition("@")[2]
-        return signer.strip('"') == domain
-    if method == "spf=pass":
-        return props.get("smtp.mailfrom", "").strip('"').rpartition("@")[2] == domain
-    return False
+    results = authres.topmost_trusted(raw_values, trusted_ids)
+    return authres.proves_sender(results, sender,
+                                 domain_signs_for_all=domain_signs_for_all) is not None
 
 
 # -- staff commands -------------------------------------------------------------------------
@@ -131,6 +164,13 @@ class Command(StrEnum):
     VERIFIED = "verified"
     ASSIGN = "assign"
     WAIT = "wait"
+    # decisions: the recorded end of a request, or a step towards it (bot.rules.decisions)
+    DONE = "done"
+    REFUSE = "refuse"
+    PARTIAL = "partial"
+    NODATA = "nodata"
+    EXTEND = "extend"
+    FEE = "fee"
 
 
 COMMAND_HELP: dict[Command, str] = {
@@ -141,7 +181,19 @@ COMMAND_HELP: dict[Command, str] = {
     Command.VERIFIED: "#verified - you have confirmed the customer's identity",
     Command.ASSIGN: "#assign NAME - who handles the ticket",
     Command.WAIT: "#wait - we are waiting for the customer",
+    Command.DONE: "#done [TEXT] - the request is carried out: completion notice, ticket closed",
+    Command.REFUSE: "#refuse REASON - refuse the request, giving the reasons; ticket closed",
+    Command.PARTIAL: "#partial REASON - carried out in part, giving the reasons; ticket closed",
+    Command.NODATA: "#nodata [TEXT] - we hold no personal information about the customer",
+    Command.EXTEND: "#extend DAYS REASON - move the completion deadline, tell the customer why",
+    Command.FEE: "#fee [TEXT] - send the disclosure fee notice (amount, how to pay)",
 }
+# Commands whose argument is free text that may be empty, or must be given.
+OPTIONAL_TEXT = frozenset({Command.NOTE, Command.DONE, Command.NODATA, Command.FEE})
+REQUIRED_TEXT = {Command.ASSIGN: "name who should handle the ticket",
+                 Command.REFUSE: "give the reasons (the customer reads them)",
+                 Command.PARTIAL: "give the reasons (the customer reads them)"}
+_EXTEND = re.compile(r"(\d{1,3})\s+(\S.*)")
 
 
 @dataclass(frozen=True)
@@ -192,11 +244,22 @@ def _parse_command_line(line: str, commands: list[tuple[Command, str]],
 def _argument_problem(command: Command, argument: str) -> str | None:
     if command == Command.CATEGORY and argument.lower() not in CATEGORIES:
         return "the category must be one of " + ", ".join(CATEGORIES)
-    if command == Command.ASSIGN and not argument:
-        return "name who should handle the ticket"
-    if command not in (Command.CATEGORY, Command.ASSIGN, Command.NOTE) and argument:
+    if command in REQUIRED_TEXT and not argument:
+        return REQUIRED_TEXT[command]
+    if command == Command.EXTEND:
+        days = extend_argument(argument)
+        if days is None or days[0] < 1:
+            return "write #extend DAYS REASON, e.g. #extend 14 we must ask our processor"
+        return None
+    if command not in (Command.CATEGORY, *REQUIRED_TEXT, *OPTIONAL_TEXT) and argument:
         return "takes no argument"
     return None
+
+
+def extend_argument(argument: str) -> tuple[int, str] | None:
+    """``"14 we must ask our processor"`` -> ``(14, "we must ask our processor")``."""
+    match = _EXTEND.fullmatch(argument.strip())
+    return (int(match.group(1)), match.group(2).strip()) if match else None
 
 
 def strip_quoted(text: str) -> str:
@@ -271,8 +334,10 @@ class Evidence:
     recipients: tuple[str, ...] = ()          # To + Cc
     sender_is_staff: bool = False
     auth_results_pass: bool = False
-    token_ticket: TicketView | None = None    # from a routing address with a VALID token
+    token_ticket: TicketView | None = None    # from a routing address minted for the sender
     token_present: bool = False               # some routing address, valid or not
+    token_problem: str = ""                   # why the token is not the sender's (check_token)
+    token_expires: date | None = None         # its last valid day (checked against ``now``)
     thread_ticket: TicketView | None = None   # from In-Reply-To/References
     subject_ticket: TicketView | None = None  # from the ref in the subject
 
@@ -299,26 +364,43 @@ def decide(evidence: Evidence, *, known: bool, machine_reason: str | None, now: 
 def decide_route(evidence: Evidence, *, now: datetime, reopen_days: int) -> Route:
     """Where a (human) mail goes; see the module docstring and the README's Staff guide."""
     if evidence.sender_is_staff:
-        staff_route = _staff_route(evidence)
+        staff_route = _staff_route(evidence, now)
         if staff_route:
             return staff_route
     return _customer_route(evidence, now, reopen_days)
 
 
-def _staff_route(ev: Evidence) -> Route | None:
+def _staff_route(ev: Evidence, now: datetime) -> Route | None:
+    # A token that is not the sender's, or expired, authenticates nothing; trusted
+    # Authentication-Results still can (then the thread or subject names the ticket).
+    problem = _token_problem(ev, now)
+    token_ticket = None if problem else ev.token_ticket
+    # ev.token_ticket is set only when the token was minted for this sender (maybe expired)
     ticket = ev.token_ticket or ev.thread_ticket or ev.subject_ticket
     if ticket is None:
         if ev.token_present:
-            return Route(Action.SUSPICIOUS, None, reason="invalid-token")
+            return Route(Action.SUSPICIOUS, None, reason=problem)
         return None  # staff writing a new inquiry of their own: an ordinary new ticket
-    authenticated = ev.token_ticket is not None or ev.auth_results_pass
-    if not authenticated:
-        reason = "invalid-token" if ev.token_present else "not-authenticated"
+    if token_ticket is None and not ev.auth_results_pass:
+        reason = problem if ev.token_present else "not-authenticated"
         return Route(Action.SUSPICIOUS, ticket, reason=reason)
     if ticket.customer_email and ticket.customer_email in ev.recipients:
         return Route(Action.STAFF_COPY, ticket, reason="customer-addressed-directly")
     return Route(Action.STAFF_REPLY, ticket,
-                 reason="token" if ev.token_ticket else "authentication-results")
+                 reason="token" if token_ticket else "authentication-results")
+
+
+def _token_problem(ev: Evidence, now: datetime) -> str:
+    """Why the mail's routing token does not authenticate it ("" when it does)."""
+    if not ev.token_present:
+        return ""
+    if ev.token_problem:
+        return ev.token_problem
+    if ev.token_ticket is None:
+        return "invalid-token"
+    if ev.token_expires is None or token_expiry(now, 0) > ev.token_expires:
+        return "token-expired"
+    return ""
 
 
 def _customer_route(ev: Evidence, now: datetime, reopen_days: int) -> Route:

@@ -152,6 +152,34 @@ def deadlines(received_at: datetime, category: Category, sla: SlaSection,
                      hard_at=due_after(received_at, hard, calendar))
 
 
+# -- the second clock: completing a request ----------------------------------------------
+
+COMPLETION_SOON, COMPLETION_OVERDUE = 1, 2
+
+
+def completion_due(received_at: datetime, days: int, calendar: BusinessCalendar) -> datetime:
+    """When a request received at ``received_at`` must be carried out: the end of the
+    ``days``-th calendar day after the day of receipt (legal time limits count calendar
+    days; see the README for the figures and their sources)."""
+    return calendar.add_calendar_days(received_at, days)
+
+
+def extended_completion(due_at: datetime, days: int, calendar: BusinessCalendar) -> datetime:
+    """A completion deadline moved ``days`` calendar days later (``#extend``): the end of
+    that company day."""
+    if days < 1:
+        raise ValueError("an extension adds at least one day")
+    return calendar.end_of_day(calendar.company_day(due_at) + timedelta(days=days))
+
+
+def completion_level(due_at: datetime, now: datetime, remind_before: timedelta) -> int:
+    """0, :data:`COMPLETION_SOON` (``remind_before`` or less left) or
+    :data:`COMPLETION_OVERDUE` (past ``due_at``)."""
+    if now > due_at:
+        return COMPLETION_OVERDUE
+    return COMPLETION_SOON if now >= due_at - remind_before else 0
+
+
 def extend_for_waiting(due_at: datetime, waited: timedelta) -> datetime:
     """``due_at`` pushed back by the time spent waiting for the customer.
 

@@ -30,6 +30,7 @@ class Event(StrEnum):
     STAFF_WAIT = "staff_wait"                  # #wait
     STAFF_CLOSE = "staff_close"                # #close
     STAFF_REOPEN = "staff_reopen"              # #reopen
+    STAFF_DECIDED = "staff_decided"            # #done #refuse #partial #nodata: the end
     VERIFICATION_FAILED = "verification_failed"  # code expired or too many wrong codes
 
 
@@ -52,6 +53,9 @@ TRANSITIONS: Mapping[tuple[Status, Event], Status] = {
     **{(s, Event.STAFF_WAIT): Status.WAITING_CUSTOMER for s in _ACTIVE},
     **{(s, Event.STAFF_CLOSE): Status.CLOSED for s in (*_ACTIVE, Status.CLOSED)},
     (Status.CLOSED_UNVERIFIED, Event.STAFF_CLOSE): Status.CLOSED_UNVERIFIED,
+    # A decision closes the request (also one staff closed before sending it); never
+    # one whose identity was not confirmed.
+    **{(s, Event.STAFF_DECIDED): Status.CLOSED for s in (*_ACTIVE, Status.CLOSED)},
     **{(s, Event.STAFF_REOPEN): Status.REOPENED
        for s in (Status.CLOSED, Status.CLOSED_UNVERIFIED)},
     **{(s, Event.VERIFICATION_FAILED): Status.CLOSED_UNVERIFIED
