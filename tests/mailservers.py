@@ -331,3 +331,38 @@ def _kill_leftovers() -> None:
     # A crashed test run must not leave Dovecot masters listening.
     for server in list(_RUNNING):
         server.stop()
+
+
+class OAuthDovecotServer(DovecotServer):
+    """Dovecot that also takes XOAUTH2 and OAUTHBEARER logins, checking every token at
+    *introspection_url* (``passdb oauth2``, ``introspection_mode = post``: a POST with
+    ``token=...``, answered ``{"active": true, "username": ...}``) - the tests' loopback
+    token server. Password logins (``add_user``) keep working, so tests can deliver mail."""
+
+    def __init__(self, workdir: Path, introspection_url: str, *,
+                 mechanisms: tuple[str, ...] = ("xoauth2", "oauthbearer"),
+                 binary: str | None = None) -> None:
+        super().__init__(workdir, binary=binary)
+        self.introspection_url = introspection_url
+        self.mechanisms = mechanisms
+
+    def _write_files(self) -> None:
+        super()._write_files()
+        oauth_conf = self.workdir / "dovecot-oauth2.conf.ext"
+        oauth_conf.write_text(
+            f"introspection_mode = post\nintrospection_url = {self.introspection_url}\n"
+            "force_introspection = yes\nusername_attribute = username\n"
+            "active_attribute = active\nactive_value = true\ntimeout_msecs = 5000\n")
+        # Tests refuse tokens on purpose: no anvil auth penalty (2, 4, 8... s) for loopback,
+        # with the passdb Dovecot's wiki gives for that ("Localhost Auth Penalty").
+        nodelay = self.workdir / "nodelay"
+        nodelay.write_text(f"{LOOPBACK}:::::::nodelay=yes\n")
+        conf = self.workdir / "dovecot.conf"
+        mechanisms = " ".join(self.mechanisms)
+        text = conf.read_text().replace("auth_mechanisms = plain login",
+                                        f"auth_mechanisms = plain login {mechanisms}")
+        text = text.replace("passdb {\n", f"passdb {{\n  driver = passwd-file\n  args = "
+                            f"username_format=%{{rip}} {nodelay}\n  default_fields = "
+                            "noauthenticate=y\n}\npassdb {\n", 1)
+        conf.write_text(text + f"passdb {{\n  driver = oauth2\n  mechanisms = {mechanisms}\n"
+                               f"  args = {oauth_conf}\n}}\n")

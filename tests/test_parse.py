@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.mail.parse import MAX_BODY_CHARS, html_to_text, parse_message, split_new_text
+from bot.mail.parse import (
+    MAX_BODY_CHARS,
+    MAX_NEW_TEXT_CHARS,
+    Budget,
+    cut_reasons,
+    html_to_text,
+    parse_message,
+    split_new_text,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mime"
 VI_TEXT = "Tôi muốn xóa dữ liệu cá nhân của tôi. Cảm ơn."
@@ -430,16 +438,37 @@ def test_hostile_input_never_raises(raw: bytes) -> None:
         assert "\x00" not in text
 
 
-def test_deep_nesting_degrades_with_a_defect() -> None:
+def test_deep_nesting_is_cut_and_the_body_says_so() -> None:
     parsed = parse_message(nested(1000))
-    assert "mime-nesting-too-deep" in parsed.defects
-    assert parsed.subject == "deep" and "deep hello" in parsed.body_text
+    assert "cut:nesting" in parsed.defects and cut_reasons(parsed) == ["nesting"]
+    assert parsed.subject == "deep"
+    assert parsed.body_text.endswith("(nested too deep); the whole mail stays in the mailbox.]")
 
 
 def test_many_parts_are_capped_with_a_defect() -> None:
     parsed = parse_message(many_parts(5000))
-    assert parsed.body_text == "hi"
+    assert parsed.new_text == "hi"
+    assert parsed.body_text.startswith("hi\n\n[The bot read only part of this mail (too many")
     assert "too-many-parts" in parsed.defects and "too-many-attachments" in parsed.defects
+    assert "cut:parts" in parsed.defects
+
+
+def test_new_text_is_capped_for_triage_but_the_body_is_kept() -> None:
+    parsed = parse_message(mail("", b"Please delete my data. " * 10_000, "text/plain"))
+    assert len(parsed.new_text) == MAX_NEW_TEXT_CHARS < len(parsed.body_text)
+
+
+def test_a_whole_mail_has_no_cut_note() -> None:
+    parsed = parse_message(many_parts(100))
+    assert parsed.body_text == "hi" and cut_reasons(parsed) == []
+
+
+def test_a_spent_time_budget_cuts_the_mail() -> None:
+    ticks = iter(range(1000))
+    budget = Budget(lambda: next(ticks), deadline=3)  # spent after three looks at the clock
+    parsed = parse_message(many_parts(500), budget)
+    assert cut_reasons(parsed) == ["time"]
+    assert "(time limit)" in parsed.body_text and len(parsed.attachments) < 500
 
 
 def test_non_bytes_input_does_not_raise() -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from bot.adapters.oauth import OAuthLogin
 from bot.config import MailboxSection
 from bot.errors import TransientError
 
@@ -47,7 +48,7 @@ def tls_context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
 class Mailbox:
     """One logged-in IMAP session on the configured folder."""
 
-    def __init__(self, settings: MailboxSection, password: str) -> None:
+    def __init__(self, settings: MailboxSection, password: str | OAuthLogin) -> None:
         self.settings = settings
         self.client = _connect(settings, password)
         writable = bool(settings.quarantine_folder)
@@ -149,15 +150,28 @@ def _safe_idle_done(client: IMAPClient) -> None:
         log.debug("idle_done failed: %s", exc)
 
 
-def _connect(settings: MailboxSection, password: str) -> IMAPClient:
+def _no_protocol_trace(client: IMAPClient) -> None:
+    """Turn off imaplib's protocol trace, which imapclient switches on (``debug = 5``) and
+    which formats every line read, whole mail bodies included, for its debug logger: the
+    bot never logs mail, and formatting megabytes only to drop them costs time."""
+    imap = getattr(client, "_imap", None)
+    if imap is not None and hasattr(imap, "debug"):
+        imap.debug = 0
+
+
+def _connect(settings: MailboxSection, password: str | OAuthLogin) -> IMAPClient:
     context = tls_context(settings.verify_tls, settings.ca_file)
     try:
         client = IMAPClient(settings.host, port=settings.port,
                             ssl=settings.security == "tls", ssl_context=context,
                             timeout=settings.timeout_seconds)
+        _no_protocol_trace(client)
         if settings.security == "starttls":
             client.starttls(context)
-        client.login(settings.username, password)
+        if isinstance(password, OAuthLogin):  # mailbox.auth = "oauth2"
+            password.imap(client, settings.host, settings.port)
+        else:
+            client.login(settings.username, password)
     except CONNECTION_ERRORS as exc:
         raise TransientError(f"IMAP {settings.host}:{settings.port}: {exc}") from exc
     return client

@@ -12,7 +12,8 @@ The reason codes are stored in the database and shown to admins, so they are sta
 ``list-unsubscribe``        a newsletter (List-Unsubscribe)
 ``empty-return-path``       ``Return-Path: <>`` (bounces and most auto-replies)
 ``delivery-report``         multipart/report, DSN or MDN parts
-``mailer-daemon``           sender mailer-daemon or postmaster
+``mailer-daemon``           sender mailer-daemon or postmaster (From, its name when the
+                            address is empty, or Return-Path)
 ``noreply-sender``          sender no-reply, noreply, do-not-reply, bounce(s) ...
 ``out-of-office-subject``   subject starts like an out-of-office or automatic reply
 ==========================  ============================================================
@@ -25,9 +26,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from bot.mail.autogen_content import content_reason, reads_as_a_person
 from bot.models import BOT_MESSAGE_ID_PREFIX, InboundMail
 
-__all__ = ["machine_generated_reason", "bounce_original_message_id", "is_noreply_address"]
+__all__ = ["machine_generated_reason", "bounce_original_message_id",
+           "bounce_original_candidates", "is_noreply_address"]
 
 EMBEDDED_ID_HEADER = "x-bot-embedded-message-id"  # set by bot.mail.parse, never by senders
 
@@ -38,6 +41,9 @@ _AUTOREPLY_HEADERS = (
     "x-autoreply-from",
     "x-mail-autoreply",
 )
+# "Message-ID:" lines of the original a plain-text bounce copies into its text.
+_COPIED_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,900}>)",
+                                re.IGNORECASE | re.MULTILINE)
 _FALSE_VALUES = frozenset({"no", "false", "0", "off"})
 _PRECEDENCE = {
     "bulk": "precedence-bulk",
@@ -89,6 +95,7 @@ def machine_generated_reason(mail: InboundMail, bot_address: str) -> str | None:
         _delivery_report,
         _machine_sender,
         _out_of_office_subject,
+        _content_only,
     )
     for check in checks:
         if reason := check(mail, bot_address.strip().lower()):
@@ -103,6 +110,15 @@ def bounce_original_message_id(mail: InboundMail) -> str | None:
     text/rfc822-headers part, which bot.mail.parse exposes as ``x-bot-embedded-message-id``.
     """
     return mail.in_reply_to or mail.header(EMBEDDED_ID_HEADER) or None
+
+
+def bounce_original_candidates(mail: InboundMail) -> list[str]:
+    """Message-IDs a bounce may be about, most telling first: :func:`bounce_original_message_id`,
+    then the Message-ID lines of the original a plain-text bounce copies (qmail, Exim,
+    Exchange "Original message headers"); the caller keeps only ids it really sent."""
+    found = [mail.header(EMBEDDED_ID_HEADER) or "", mail.in_reply_to or ""]
+    found += _COPIED_MESSAGE_ID.findall(mail.body_text[:200_000])[:20]
+    return [m for m in dict.fromkeys(found) if m]
 
 
 def is_noreply_address(address: str) -> bool:
@@ -201,8 +217,12 @@ def _delivery_report(mail: InboundMail, _bot: str) -> str | None:
 
 
 def _machine_sender(mail: InboundMail, _bot: str) -> str | None:
-    words = _local_words(mail.from_addr) if mail.from_addr else ()
-    if _contains_words(words, _DAEMON_WORDS):
+    # "From: Postmaster <>" (Lotus Domino): no address, the name says who wrote it.
+    name = re.sub(r"<[^>]*>|[\"']", "", mail.header("from") or "").strip()[:200]
+    sender = mail.from_addr or "-".join(name.split()) + "@"
+    words = _local_words(sender) if sender != "@" else ()
+    return_path = [_local_words(v.strip().strip("<>")) for v in mail.header_all("return-path")]
+    if any(_contains_words(w, _DAEMON_WORDS) for w in (words, *return_path)):
         return "mailer-daemon"
     if _contains_words(words, _NOREPLY_WORDS):
         return "noreply-sender"
@@ -210,4 +230,10 @@ def _machine_sender(mail: InboundMail, _bot: str) -> str | None:
 
 
 def _out_of_office_subject(mail: InboundMail, _bot: str) -> str | None:
-    return "out-of-office-subject" if _OUT_OF_OFFICE.match(mail.subject.strip()) else None
+    if not _OUT_OF_OFFICE.match(mail.subject.strip()) or reads_as_a_person(mail.new_text):
+        return None
+    return "out-of-office-subject"
+
+
+def _content_only(mail: InboundMail, _bot: str) -> str | None:
+    return content_reason(mail.subject, mail.new_text, mail.body_text)

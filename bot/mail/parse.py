@@ -3,44 +3,67 @@
 ``parse_message`` never raises: hostile or broken input degrades to whatever could be
 read, and every problem is named in ``InboundMail.defects``.
 
-Headers are decoded through one explicit path (``email.header.decode_header`` plus our own
-charset fallback) instead of ``policy.default`` header objects, because those raise on
-malformed headers when accessed and leave lone surrogates for undeclared 8-bit bytes.
+Headers are decoded through one explicit path (:mod:`bot.mail.decode`: our own linear RFC 2047
+decoder and charset fallback) instead of ``policy.default`` header objects, because those
+raise on malformed headers when accessed and leave lone surrogates for undeclared 8-bit bytes.
+
+Work per mail is bounded (:mod:`bot.mail.bounds`): header values are cut before they are
+decoded, the MIME tree is read only up to ``bounds.MAX_PARTS`` parts, ``bounds.MAX_DEPTH``
+levels and the caller's time budget, HTML only up to ``mailtext.MAX_TEXT_CHARS`` of text.
+A mail read only in part says so at the end of ``body_text`` (:data:`CUT_NOTE`) and in
+``defects`` (``cut:<reason>``); the whole mail stays in the mailbox.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
-import unicodedata
 from datetime import UTC, datetime
 from email import policy
-from email.header import decode_header
 from email.message import Message
-from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from bot.mail.mailtext import html_to_text, split_new_text
+from bot.mail.addresses import first_address
+from bot.mail.bounds import CUT_PREFIX, MAX_PARTS, Budget, parse_bounded, parse_headers
+from bot.mail.charsets import Decoder, decode_header, decode_undeclared
+from bot.mail.decode import clean_text, decode_bytes, decode_header_value
+from bot.mail.decode import has_surrogates as _has_surrogates
+from bot.mail.decode import one_line as _one_line
+from bot.mail.mailtext import html_text, html_to_text, split_new_text
 from bot.models import Attachment, InboundMail
 
-__all__ = ["parse_message", "split_new_text", "html_to_text"]
+__all__ = ["Budget", "clean_text", "cut_reasons", "decode_bytes", "decode_header_value",
+           "html_to_text", "parse_message", "split_new_text"]
 
 MAX_BODY_CHARS = 200_000
+# What the sender wrote now, as triage and staff notices read it: triage costs grow with the
+# text (about 10 ms per 1,000 characters), so a 200,000-character body would take seconds.
+# The longest real letters are well under this; the whole body is kept in body_text.
+MAX_NEW_TEXT_CHARS = 20_000
 MAX_SUBJECT_CHARS = 1_000
 MAX_HEADER_VALUE_CHARS = 4_096
 MAX_HEADERS = 500
 MAX_ADDRESSES = 1_000
 MAX_ADDRESS_HEADER_CHARS = 65_536  # enough for MAX_ADDRESSES, bounds getaddresses' work
 MAX_REFERENCES = 100
-MAX_PARTS = 1_000
 MAX_ATTACHMENTS = 200
 MAX_DEFECTS = 100
-MAX_HTML_CHARS = 2_000_000
+MAX_HTML_CHARS = 1_000_000
+_MAX_TEXT_PART_BYTES = 4 * MAX_HTML_CHARS  # a text part's bytes decoded at most (UTF-8: 4/char)
+_MAX_EMBEDDED_HEADER_BYTES = 262_144
+# Encoded words take up to ~12 characters per decoded one (Q-encoded UTF-8): the raw value is
+# cut to this before decoding, so decoding never sees more than it can show.
+_ENCODED_CHARS_PER_CHAR = 12
+CUT_NOTE = ("[The bot read only part of this mail ({reasons}); the whole mail stays in the "
+            "mailbox.]")
+_CUT_REASONS = {"time": "time limit", "parts": "too many parts", "nesting": "nested too deep",
+                "headers": "too many header lines",
+                "html": "HTML too long", "text": "text too long"}
 EMBEDDED_ID_HEADER = "x-bot-embedded-message-id"
+MAX_AUTH_RESULTS = 50
+MAX_AUTH_RESULTS_CHARS = 16_384
 
 _MSG_ID = re.compile(r"<[^<>\s]{1,900}>")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _ADDR_SPEC = re.compile(r"^[^\s<>()\[\],;:\"]+(@[^\s<>()\[\],;:\"@]+)?$")
 _BODY_TYPES = ("text/plain", "text/html")
 _EMBEDDED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global")
@@ -48,19 +71,23 @@ _EMBEDDED_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global")
 _OPAQUE_TYPES = ("message/delivery-status", "message/disposition-notification")
 
 
-def parse_message(raw: bytes) -> InboundMail:
-    """Decode ``raw`` into an :class:`InboundMail`; never raises, problems go to ``defects``."""
+def parse_message(raw: bytes, budget: Budget | None = None) -> InboundMail:
+    """Decode ``raw`` into an :class:`InboundMail`; never raises, problems go to ``defects``.
+
+    ``budget`` bounds the time spent (the rest of the mail is left unread and the body says
+    so); without one, only the size bounds apply.
+    """
     raw = _as_bytes(raw)
     defects: list[str] = []
     try:
-        msg = BytesParser(policy=policy.compat32).parsebytes(raw)
-        return _build(raw, msg, defects, full=True)
+        msg = parse_bounded(raw, defects, budget)
+        return _build(raw, msg, defects, full=True, budget=budget)
     except RecursionError:
         defects.append("mime-nesting-too-deep")
     except Exception as exc:  # noqa: BLE001 - the contract is "never raise"
         defects.append(f"mime-unparsed:{type(exc).__name__}")
     try:
-        msg = BytesParser(policy=policy.compat32).parsebytes(raw, headersonly=True)
+        msg = parse_headers(raw)
         return _build(raw, msg, defects, full=False)
     except Exception as exc:  # noqa: BLE001
         defects.append(f"headers-unparsed:{type(exc).__name__}")
@@ -98,10 +125,16 @@ def _empty(raw: bytes, defects: list[str]) -> InboundMail:
     )
 
 
-def _build(raw: bytes, msg: Message, defects: list[str], *, full: bool) -> InboundMail:
+def cut_reasons(mail: InboundMail) -> list[str]:
+    """Why only part of ``mail`` was read (empty when all of it was)."""
+    return [d.removeprefix(CUT_PREFIX) for d in mail.defects if d.startswith(CUT_PREFIX)]
+
+
+def _build(raw: bytes, msg: Message, defects: list[str], *, full: bool,
+           budget: Budget | None = None) -> InboundMail:
     headers = _decoded_headers(msg, defects)
     if full:
-        body, attachments, part_types, embedded_id = _walk_body(msg, defects)
+        body, attachments, part_types, embedded_id = _walk_body(msg, defects, budget)
     else:
         body, attachments, part_types, embedded_id = _unparsed_body(msg), [], [], None
     if embedded_id:
@@ -124,82 +157,27 @@ def _build(raw: bytes, msg: Message, defects: list[str], *, full: bool) -> Inbou
         subject=_subject(msg),
         date=_parse_date(_raw_header(msg, "Date"), defects),
         content_type=_content_type(msg),
-        body_text=body,
-        new_text=split_new_text(body),
+        body_text=_with_cut_note(body, defects),
+        new_text=split_new_text(body)[:MAX_NEW_TEXT_CHARS],
         attachments=tuple(attachments),
         headers=tuple(headers),
         size=len(raw),
         defects=tuple(_dedupe(defects + _stdlib_defects(msg))[:MAX_DEFECTS]),
         part_types=tuple(part_types),
+        auth_results_raw=_raw_auth_results(msg),
     )
 
 
-# --- text helpers ---------------------------------------------------------------------------
+# --- text helpers (decoding itself lives in bot.mail.decode) -------------------------------
 
 
-def clean_text(text: str) -> str:
-    """NFC-normalise, unify line ends, drop NULs/controls and lone surrogates."""
-    text = text.encode("utf-8", "replace").decode("utf-8")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    return unicodedata.normalize("NFC", text)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(clean_text(text.replace("\t", " ")).split())
-
-
-def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = None) -> str:
-    """Decode with the declared charset, else UTF-8, else cp1252 with replacement; never raises."""
-    declared = (charset or "us-ascii").strip().strip('"').lower()
-    if declared in ("unknown-8bit", "x-unknown", "8bit", "default"):
-        declared = "utf-8"
-    for candidate in (declared, "utf-8"):
-        try:
-            return data.decode(candidate)
-        except (LookupError, UnicodeError, TypeError, ValueError):
-            continue
-    if defects is not None:
-        defects.append(f"charset-fallback:{declared[:40]}")
-    return data.decode("cp1252", "replace")
-
-
-def decode_header_value(value: str) -> str:
-    """Decode one raw header value (RFC 2047 words, raw 8-bit, raw iso-2022-jp); never raises."""
-    value = "".join(value.splitlines())
-    if _has_surrogates(value):  # undeclared 8-bit header bytes (often raw UTF-8, RFC 6532)
-        value = decode_bytes(value.encode("ascii", "surrogateescape"), "utf-8")
-    if "\x1b$" in value:  # raw ISO-2022-JP without encoded words, common in Japanese mail
-        with contextlib.suppress(UnicodeError, LookupError):
-            value = value.encode("ascii").decode("iso-2022-jp")
-    try:
-        chunks = decode_header(value)
-    except Exception:  # noqa: BLE001 - e.g. bad base64 in an encoded word
-        return value
-    parts = []
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):
-            parts.append(chunk)
-        elif charset is None:  # decode_header stores plain text as raw-unicode-escape bytes
-            parts.append(_undo_raw_unicode_escape(chunk))
-        else:
-            parts.append(decode_bytes(chunk, charset))
-    return "".join(parts)
-
-
-def _undo_raw_unicode_escape(chunk: bytes) -> str:
-    try:
-        return chunk.decode("raw-unicode-escape")
-    except UnicodeError:
-        return chunk.decode("latin-1")
-
-
-def _has_surrogates(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeError:
-        return True
-    return False
+def _with_cut_note(body: str, defects: list[str]) -> str:
+    """``body`` plus, when part of the mail was not read, the note saying so."""
+    reasons = [d.removeprefix(CUT_PREFIX) for d in defects if d.startswith(CUT_PREFIX)]
+    if not reasons:
+        return body
+    named = ", ".join(_CUT_REASONS.get(r, r) for r in dict.fromkeys(reasons))
+    return f"{body}\n\n{CUT_NOTE.format(reasons=named)}".lstrip("\n")
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -214,14 +192,15 @@ def _raw_header(msg: Message, name: str) -> str | None:
     for key, value in msg.raw_items():
         if key.lower() == wanted:
             value = str(value)
-            if _has_surrogates(value):  # undeclared 8-bit bytes; ids and dates must be text
-                value = decode_bytes(value.encode("ascii", "surrogateescape"), "utf-8")
+            if _has_surrogates(value):  # undeclared 8-bit bytes: UTF-8, else detected
+                value = decode_undeclared(value.encode("ascii", "surrogateescape"))
             return value
     return None
 
 
 def _decoded_headers(msg: Message, defects: list[str]) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
+    decoder = Decoder()  # charset supersets and a bounded number of detections
     for key, value in msg.raw_items():
         name = _one_line(str(key)).lower()[:200]
         if name == EMBEDDED_ID_HEADER:  # only parse.py may set this pseudo header
@@ -230,14 +209,44 @@ def _decoded_headers(msg: Message, defects: list[str]) -> list[tuple[str, str]]:
         if len(headers) >= MAX_HEADERS:
             defects.append("too-many-headers")
             break
-        decoded = decode_header_value(str(value)[: MAX_HEADER_VALUE_CHARS * 4])
+        decoded = decoder.header(str(value)[: MAX_HEADER_VALUE_CHARS * 4])
         headers.append((name, _one_line(decoded)[:MAX_HEADER_VALUE_CHARS]))
     return headers
 
 
+def _raw_auth_results(msg: Message) -> tuple[str, ...]:
+    """Authentication-Results as received: unfolded, never RFC 2047-decoded (see
+    ``InboundMail.auth_results_raw``); a cut value ends in NUL so that it never parses."""
+    values: list[str] = []
+    for key, value in msg.raw_items():
+        if str(key).strip().lower() != "authentication-results":
+            continue
+        if len(values) >= MAX_AUTH_RESULTS:
+            break
+        raw = str(value)
+        text = raw[: MAX_AUTH_RESULTS_CHARS * 2].replace("\r", "").replace("\n", "")
+        if _has_surrogates(text):  # raw 8-bit (RFC 6532): UTF-8, never below ASCII
+            text = decode_bytes(text.encode("ascii", "surrogateescape"), "utf-8")
+        if len(text) > MAX_AUTH_RESULTS_CHARS or len(raw) > MAX_AUTH_RESULTS_CHARS * 2:
+            text = text[:MAX_AUTH_RESULTS_CHARS] + "\x00"
+        values.append(text)
+    return tuple(values)
+
+
 def _subject(msg: Message) -> str:
-    subject = decode_header_value(_raw_header(msg, "Subject") or "")
+    subject = decode_header(_cut_encoded(_raw_header(msg, "Subject") or "",
+                                               MAX_SUBJECT_CHARS))
     return _one_line(subject)[:MAX_SUBJECT_CHARS]
+
+
+def _cut_encoded(value: str, chars: int) -> str:
+    """A raw header value cut, before decoding, to what can decode to ``chars`` characters
+    (at a space, so the last encoded word stays whole)."""
+    limit = chars * _ENCODED_CHARS_PER_CHAR
+    if len(value) <= limit:
+        return value
+    space = value.rfind(" ", limit // 2, limit)
+    return value[:space if space > 0 else limit]
 
 
 def _message_ids(value: str | None) -> list[str]:
@@ -270,15 +279,15 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[str, ...]:
 
 
 def _first_address(msg: Message, name: str, defects: list[str]) -> tuple[str, str]:
+    """Split first, decode after, angle-bracket address first (bot.mail.addresses)."""
+    values = [str(v)[:MAX_ADDRESS_HEADER_CHARS] for k, v in msg.raw_items()
+              if k.lower() == name.lower()]
     try:
-        pairs = _address_pairs(msg, name.lower())
+        addr, display = first_address(values)
     except Exception:  # noqa: BLE001
         defects.append(f"header-unparsed:{name.lower()}")
         return "", ""
-    for display, addr in pairs:
-        if cleaned := _clean_addr(addr):
-            return cleaned, _one_line(decode_header_value(display))[:MAX_SUBJECT_CHARS]
-    return "", ""
+    return addr, _one_line(display)[:MAX_SUBJECT_CHARS]
 
 
 def _clean_addr(addr: str) -> str:
@@ -338,11 +347,42 @@ def _walk(msg: Message, defects: list[str]) -> list[tuple[Message, bool]]:
     return found
 
 
+class _BodyTexts:
+    """The text parts of a mail, collected only up to what the body can hold."""
+
+    def __init__(self) -> None:
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.chars = 0
+        self.decoder = Decoder()  # for every text part and attachment name of the mail
+
+    def add(self, ctype: str, part: Message, defects: list[str]) -> None:
+        if self.chars > MAX_HTML_CHARS:  # more text than the body can show: not decoded
+            defects.append("body-truncated")
+            return
+        text = _part_text(part, defects, self.decoder)
+        self.chars += len(text)
+        (self.plain if ctype == "text/plain" else self.html).append(text)
+
+    def text(self, defects: list[str], budget: Budget | None) -> str:
+        body = "\n\n".join(t for t in self.plain if t.strip())
+        if body.strip() or not self.html:
+            return body
+        stop = budget.spent if budget is not None else None
+        texts = []
+        for html in self.html:
+            text, complete = html_text(html[:MAX_HTML_CHARS], max_chars=MAX_BODY_CHARS + 1,
+                                       stop=stop)
+            if len(html) > MAX_HTML_CHARS or not (complete or len(text) > MAX_BODY_CHARS):
+                defects.append(CUT_PREFIX + ("time" if stop and stop() else "html"))
+            texts.append(text)
+        return "\n\n".join(texts)
+
+
 def _walk_body(
-    msg: Message, defects: list[str]
+    msg: Message, defects: list[str], budget: Budget | None = None
 ) -> tuple[str, list[Attachment], list[str], str | None]:
-    plain: list[str] = []
-    html: list[str] = []
+    texts = _BodyTexts()
     attachments: list[Attachment] = []
     embedded_id: str | None = None
     parts = _walk(msg, defects)
@@ -353,21 +393,20 @@ def _walk_body(
         if embedded or ctype in _OPAQUE_TYPES or ctype.startswith("multipart/"):
             continue
         if ctype in _BODY_TYPES and not _is_attachment(part):
-            target = plain if ctype == "text/plain" else html
-            target.append(_part_text(part, defects))
+            texts.add(ctype, part, defects)  # bounded by itself: read even when time is up
+        elif budget is not None and budget.spent():
+            defects.append(CUT_PREFIX + "time")  # attachments are listed while time lasts
         elif len(attachments) < MAX_ATTACHMENTS:
-            attachments.append(_attachment(part, ctype, defects))
+            attachments.append(_attachment(part, ctype, defects, texts.decoder))
         else:
             defects.append("too-many-attachments")
-    body = "\n\n".join(t for t in plain if t.strip()) if plain else ""
-    if not body.strip() and html:
-        body = "\n\n".join(html_to_text(t[:MAX_HTML_CHARS]) for t in html)
     types = [_content_type(p) for p, _ in parts]
-    return _finish_body(body, defects), attachments, types, embedded_id
+    return _finish_body(texts.text(defects, budget), defects), attachments, types, embedded_id
 
 
 def _finish_body(body: str, defects: list[str]) -> str:
-    body = clean_text(body).strip("\n")
+    # Cut before cleaning: NFC-normalising megabytes only to keep the first 200,000 is waste.
+    body = clean_text(body[:MAX_BODY_CHARS + 1_000]).strip("\n")
     if len(body) > MAX_BODY_CHARS:
         defects.append("body-truncated")
         body = body[:MAX_BODY_CHARS]
@@ -378,7 +417,7 @@ def _unparsed_body(msg: Message) -> str:
     payload = msg.get_payload()
     text = payload if isinstance(payload, str) else ""
     data = text.encode("ascii", "surrogateescape")
-    return _finish_body(decode_bytes(data, "utf-8"), [])
+    return _finish_body(decode_undeclared(data), [])
 
 
 def _is_attachment(part: Message) -> bool:
@@ -399,23 +438,38 @@ def _payload_bytes(part: Message) -> bytes:
         return b""
 
 
-def _part_text(part: Message, defects: list[str]) -> str:
+def _part_text(part: Message, defects: list[str], decoder: Decoder) -> str:
     try:
         charset = part.get_content_charset()
     except Exception:  # noqa: BLE001
         charset = None
-    return decode_bytes(_payload_bytes(part), charset, defects)
+    data = _payload_bytes(part)
+    if len(data) > _MAX_TEXT_PART_BYTES:  # more than the body can hold: decode the start
+        data = data[:_MAX_TEXT_PART_BYTES]
+        data = data[:len(data) - _partial_utf8_tail(data)]
+    return decoder.text(data, charset, defects)  # supersets, then detection
 
 
-def _attachment(part: Message, ctype: str, defects: list[str]) -> Attachment:
+def _partial_utf8_tail(data: bytes) -> int:
+    """How many bytes at the end of ``data`` are an incomplete UTF-8 sequence (0 to 3)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead (or ASCII) byte: complete if its length fits
+            need = 2 if byte >= 0xC0 else 1
+            need += (byte >= 0xE0) + (byte >= 0xF0)
+            return back if need > back else 0
+    return 0
+
+
+def _attachment(part: Message, ctype: str, defects: list[str], decoder: Decoder) -> Attachment:
     data = _payload_bytes(part)
     try:
-        filename = part.get_filename() or ""
+        filename = decoder.filename(part)  # from the raw bytes, never through U+FFFD
     except Exception:  # noqa: BLE001
         defects.append("attachment-filename-unparsed")
         filename = ""
     return Attachment(
-        filename=_one_line(decode_header_value(str(filename)))[:255],
+        filename=_one_line(filename)[:255],
         content_type=ctype,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -427,10 +481,8 @@ def _embedded_message_id(part: Message) -> str | None:
         payload = part.get_payload()
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
             return _first_message_id(_raw_header(payload[0], "Message-ID"))
-        text = decode_bytes(_payload_bytes(part), "utf-8")
-        inner = BytesParser(policy=policy.compat32).parsebytes(
-            text.encode("utf-8", "replace"), headersonly=True
-        )
+        text = decode_bytes(_payload_bytes(part)[:_MAX_EMBEDDED_HEADER_BYTES], "utf-8")
+        inner = parse_headers(text.encode("utf-8", "replace"))
         return _first_message_id(_raw_header(inner, "Message-ID"))
     except Exception:  # noqa: BLE001
         return None

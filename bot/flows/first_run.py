@@ -1,0 +1,121 @@
+"""The one staff mail after the bot's first start on a mailbox that already held mail.
+
+Mail from the last ``mailbox.first_run_days`` became tickets without acknowledgements
+(event ``acknowledgement_skipped_first_run``) and without one notification each; older mail
+was recorded as skipped (``processed.reason = 'before-first-run'``). This summary lists the
+tickets so staff can answer them by hand (bot.rules.intake has the rules).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from typing import Any
+
+from bot.adapters.imap import CONNECTION_ERRORS, FolderState
+from bot.adapters.store import Store
+from bot.config import Settings
+from bot.flows.autoreply import staff_recipients
+from bot.flows.context import Handled
+from bot.mail import compose
+from bot.models import MessageKind, Outcome
+from bot.rules.intake import SKIP_REASON, IntakePolicy, Start, policy
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED_REFS = 1000
+
+
+def summary_mail(settings: Settings, *, refs: Sequence[str], skipped: int,
+                 recipients: Sequence[str], message_id: str, now: datetime) -> Message:
+    """PURE: "first start: N tickets from earlier mail, not acknowledged"."""
+    days = settings.mailbox.first_run_days
+    listed = list(refs[:MAX_LISTED_REFS])
+    more = f"... and {len(refs) - len(listed)} more.\n" if len(refs) > len(listed) else ""
+    text = (f"The bot started on {settings.mailbox.folder} for the first time and found mail "
+            "that arrived before it started.\n\n"
+            f"{len(refs)} mail(s) from the last {days} day(s) (mailbox.first_run_days) became "
+            "tickets WITHOUT an acknowledgement to the customer and without a notification "
+            "each. Please answer them by hand:\n\n" + "\n".join(listed) + "\n" + more +
+            f"\n{skipped} older mail(s) were recorded as skipped (before-first-run) and stay "
+            "in the mailbox unanswered. To import a range deliberately (tickets and "
+            "acknowledgements): inquiry-bot once --since YYYY-MM-DD\n")
+    return compose.internal_mail(
+        settings, to=recipients, message_id=message_id, date=now, text=text,
+        subject=f"First start: {len(refs)} earlier mail(s) became tickets without "
+                "acknowledgement")
+
+
+def send_summary(store: Store, settings: Settings, refs: Sequence[str], skipped: int,
+                 now: datetime) -> bool:
+    """Queue the summary (if there is anything to tell and anyone to tell)."""
+    recipients = staff_recipients(settings)
+    if not (refs or skipped) or not recipients:
+        return False
+    message = summary_mail(settings, refs=refs, skipped=skipped, recipients=recipients,
+                           message_id=compose.make_message_id(settings.bot_domain), now=now)
+    with store.transaction() as conn:
+        store.enqueue(conn, message_id=message["Message-ID"], ticket_id=None,
+                      recipients=recipients, raw=bytes(message),
+                      kind=MessageKind.NOTIFICATION.value, now=now, sensitive=True)
+        store.add_event(conn, None, now, "first_run_summary",
+                        {"tickets": len(refs), "skipped": skipped})
+    return True
+
+
+@dataclass
+class Intake:
+    """The rules of one ingest pass, and on a first start the tickets it opened quietly."""
+
+    policy: IntakePolicy = field(default_factory=IntakePolicy)
+    refs: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+    @classmethod
+    def of(cls, store: Store, settings: Settings, folder: FolderState, now: datetime,
+           since: datetime | None = None) -> Intake:
+        checkpoint = store.checkpoint(folder.name)
+        return cls(policy(has_checkpoint=checkpoint is not None,
+                          uidvalidity_changed=bool(checkpoint)
+                          and checkpoint[0] != folder.uidvalidity,
+                          now=now, first_run_days=settings.mailbox.first_run_days,
+                          since=since))
+
+    def count(self, result: Handled) -> None:
+        if self.policy.start != Start.FIRST_RUN:
+            return
+        if result.outcome == Outcome.TICKET and result.ref:
+            self.refs.append(result.ref)
+        elif result.reason == SKIP_REASON:
+            self.skipped += 1
+
+    def finish(self, store: Store, settings: Settings, folder: FolderState,
+               now: datetime) -> None:
+        """End of a first-start pass: a checkpoint even for an empty folder (mail from
+        now on is new mail), and the one summary to staff."""
+        if self.policy.start != Start.FIRST_RUN:
+            return
+        if store.checkpoint(folder.name) is None:
+            store.reset_checkpoint(folder.name, folder.uidvalidity, now)
+        send_summary(store, settings, self.refs, self.skipped, now)
+        log.info("first start on %s: %d ticket(s) without acknowledgement, %d skipped",
+                 folder.name, len(self.refs), self.skipped)
+        self.policy = IntakePolicy()
+
+
+def internal_dates(mailbox: Any, uids: list[int]) -> dict[int, datetime]:
+    """IMAP INTERNALDATE per UID (when the server took the mail), timezone-aware.
+    imapclient gives naive local times by default; a failure only loses the dates."""
+    if not uids:
+        return {}
+    try:
+        data = mailbox.client.fetch(uids, ["INTERNALDATE"])
+    except CONNECTION_ERRORS as exc:
+        log.warning("INTERNALDATE not fetched (%s): using the Date header", exc)
+        return {}
+    found = {uid: item.get(b"INTERNALDATE") for uid, item in data.items()}
+    return {uid: (v if v.tzinfo else v.astimezone()) for uid, v in found.items()
+            if isinstance(v, datetime)}
