@@ -8,7 +8,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -27,7 +30,7 @@ def write_config(tmp_path: Path, imap, smtp_server, **sections: dict) -> Path:
         "bot": {"address": BOT},
         "mailbox": {"host": imap.host, "port": imap.port, "security": "none",
                     "username": BOT, "password_env": "TEST_IMAP_PASSWORD", "poll_seconds": 2,
-                    "timeout_seconds": 10},
+                    "timeout_seconds": 10, "first_run_days": 0},  # 0: tests append, then start
         "smtp": {"host": smtp_server.host if smtp_server else "127.0.0.1",
                  "port": smtp_server.port if smtp_server else 1, "security": "none",
                  "timeout_seconds": 5},
@@ -125,3 +128,32 @@ def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
 def scalar(db: Path, sql: str, params: tuple = ()) -> object:
     rows = query(db, sql, params)
     return rows[0][0] if rows else None
+
+
+@contextmanager
+def admin_server(config: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`inquiry-bot admin` started as an operator would, on a free loopback port; yields
+    (process, base URL) once datasette answers. The process's output is piped (stdout and
+    stderr together): read it with ``proc.communicate()`` after the block."""
+    from bot.ops.devmail import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "admin",
+                             "--port", str(port)], cwd=REPO, env=bot_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{base}/-/versions.json"), 30, "datasette to answer")
+        yield proc, base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError):
+        return False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings, resolve_config_path
+from bot.config import ConfigError, ConfigProblems, load_settings, resolve_config_path
 from bot.ops.cli import main
 
 MINIMAL = """
@@ -127,3 +127,131 @@ def test_relative_paths_follow_the_config_file_not_the_cwd(tmp_path, monkeypatch
     monkeypatch.chdir(other)
     settings = load_settings(write(tmp_path, MINIMAL + '[storage]\ndatabase = "db/t.db"\n'), ENV)
     assert settings.database_path == tmp_path / "db" / "t.db"
+
+
+def _with(section: str, lines: str) -> str:
+    return MINIMAL.replace(f"[{section}]\n", f"[{section}]\n{lines}\n", 1)
+
+
+@pytest.mark.parametrize("section", ["mailbox", "smtp"])
+def test_security_none_to_a_remote_host_is_a_config_error(tmp_path, capsys, section):
+    text = _with(section, 'security = "none"')
+    with pytest.raises(ConfigError, match=rf"{section}\.security: .*not loopback.*"
+                                          rf"{section}\.allow_insecure"):
+        load_settings(write(tmp_path, text), ENV)
+    assert main(["--config", str(write(tmp_path, text)), "once"]) == 2
+    assert f"{section}.security" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost",
+                                  "LOCALHOST.", "mail.localhost"])
+def test_security_none_is_fine_on_loopback(tmp_path, host):
+    text = MINIMAL.replace('host = "imap.example.jp"', f'host = "{host}"\nsecurity = "none"')
+    assert load_settings(write(tmp_path, text), ENV).mailbox.security == "none"
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5", "192.168.1.1", "0.0.0.0", "localhost.evil.example",
+                                  "127.0.0.1.nip.io", "imap.example.jp"])
+def test_security_none_refused_for_hosts_that_only_look_local(tmp_path, host):
+    text = MINIMAL.replace('host = "imap.example.jp"', f'host = "{host}"\nsecurity = "none"')
+    with pytest.raises(ConfigError, match=r"mailbox\.security"):
+        load_settings(write(tmp_path, text), ENV)
+
+
+@pytest.mark.parametrize("section", ["mailbox", "smtp"])
+def test_allow_insecure_permits_security_none(tmp_path, section):
+    text = _with(section, 'security = "none"\nallow_insecure = true')
+    settings = load_settings(write(tmp_path, text), ENV)
+    assert getattr(settings, section).security == "none"
+
+
+def test_staff_token_and_dkim_keys(tmp_path):
+    settings = load_settings(write(tmp_path, MINIMAL), ENV)
+    assert settings.staff.token_days == 30 and not settings.staff.dkim_domain_signs_for_all
+    with pytest.raises(ConfigError, match=r"staff\.token_days"):
+        load_settings(write(tmp_path, MINIMAL + "[staff]\ntoken_days = 0\n"), ENV)
+    with pytest.raises(ConfigError, match=r"staff\.dkim_domain_signs_for_all"):
+        load_settings(write(tmp_path, MINIMAL + '[staff]\ndkim_domain_signs_for_all = "yes"\n'),
+                      ENV)
+
+
+# -- every problem at once, with a suggestion for each unknown name ------------------------
+
+TYPOS = """
+[bot]
+adress = "contact@cijidas.jp"
+token_days = 3
+[mailbox]
+hots = "imap.example.jp"
+username = "contact@cijidas.jp"
+port = 99999
+[smtp]
+host = "smtp.example.jp"
+securty = "tls"
+[stafff]
+addresses = []
+[escalation]
+digest_time = "9am"
+"""
+
+
+def test_every_problem_is_listed_at_once_with_did_you_mean(tmp_path):
+    with pytest.raises(ConfigProblems) as caught:
+        load_settings(write(tmp_path, TYPOS), {})
+
+    assert list(caught.value.problems) == [
+        "stafff: unknown section; did you mean 'staff'?",
+        "bot.adress: unknown key; did you mean 'address'?",
+        "bot.token_days: unknown key; did you mean 'staff.token_days'?",  # wrong section
+        "bot.address: missing (required)",
+        "mailbox.hots: unknown key; did you mean 'host'?",
+        "mailbox.host: missing (required)",
+        "smtp.securty: unknown key; did you mean 'security'?",
+        "mailbox.port: must be 1-65535, got 99999",
+        "escalation.digest_time: must be HH:MM, got '9am'",
+        "mailbox.password_env: environment variable INQUIRY_BOT_IMAP_PASSWORD is not set "
+        "(or set mailbox.password)",
+    ]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[bot]\ncolour = 1', ["bot.colour: unknown key"]),  # nothing close: no guess
+    ('[frobnicate]\nx = 1', ["frobnicate: unknown section (known: bot, mailbox"]),
+    ('[mailbox]\nport = "993"\nidle = "yes"',
+     ["mailbox.port: must be int", "mailbox.idle: must be bool"]),
+    ('[sla]\nquestion = ["5 days", "3 days", "10 calendar days"]\nbusiness_hours = "9-6"',
+     ["sla.question: '5 days'", "sla.question: '3 days'", "sla.business_hours"]),
+    ('[staff]\naddresses = ["a", "privacy@cijidas.jp", "b@"]',
+     ["staff.addresses: 'a' is not", "staff.addresses: 'b@' is not"]),
+    ('[bot]\nticket_prefix = "cj"\ndefault_language = "fr"\ntimezone = "Mars/Base"',
+     ["bot.default_language", "bot.ticket_prefix", "bot.timezone"]),
+])
+def test_problems_of_every_kind_are_collected(tmp_path, text, expected):
+    section = text.split("\n")[0]
+    full = (MINIMAL.replace(section + "\n", text + "\n", 1) if section in MINIMAL
+            else MINIMAL + text + "\n")
+    with pytest.raises(ConfigProblems) as caught:
+        load_settings(write(tmp_path, full), ENV)
+    problems = caught.value.problems
+    assert len(problems) == len(expected), problems
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start), problems
+
+
+def test_a_bad_value_is_reported_once_not_again_as_its_stand_in(tmp_path):
+    # port = "x" is a type error; checking goes on with the default, which is not reported.
+    with pytest.raises(ConfigProblems) as caught:
+        load_settings(write(tmp_path, _with("mailbox", 'port = "x"')), ENV)
+    assert len(caught.value.problems) == 1
+
+
+def test_cli_prints_every_problem_and_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("INQUIRY_BOT_IMAP_PASSWORD", raising=False)
+    path = write(tmp_path, TYPOS)
+
+    assert main(["--config", str(path), "once"]) == 2
+
+    err = capsys.readouterr().err
+    assert f"config error: 10 problems in {path.resolve()}:" in err
+    assert "  mailbox.hots: unknown key; did you mean 'host'?\n" in err
+    assert "  escalation.digest_time: must be HH:MM" in err

@@ -31,7 +31,9 @@ def add_followup(ctx: Context, conn: sqlite3.Connection, source: MessageSource, 
                          now, strict=False)
     ticket = {**ticket, "status": status}
     verification.on_customer_followup(ctx.store, ctx.settings, conn, ticket, mail, now)
-    notify_followup(ctx, conn, ticket, mail, now)
+    # Staff see the ticket as this mail left it (a code it confirmed, the reopened status).
+    ticket = ctx.store.ticket(ticket["id"]) or ticket
+    notify_followup(ctx, conn, ticket, mail, now, reopened=reopen)
     send_followup_note(ctx, conn, ticket, mail, now)
     reason = "reopened" if reopen else None
     ctx.store.record_processed(conn, source, key, Outcome.FOLLOWUP, reason, ticket["id"], now)

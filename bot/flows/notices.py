@@ -1,5 +1,10 @@
 """Mail to staff about a ticket: the new-ticket and follow-up notifications (with the Reply-To
-routing address that lets staff answer), and short internal notices."""
+routing address that lets staff answer), and short internal notices.
+
+With a token secret, each staff recipient gets a notification of their own: its Reply-To
+token is bound to that recipient (:func:`bot.rules.conversation.reply_address`). The outbox
+row is marked sensitive so its raw bytes, which carry the token, are dropped once sent.
+"""
 
 from __future__ import annotations
 
@@ -18,44 +23,66 @@ from bot.rules import conversation
 from bot.rules.sla import from_iso
 
 
-def notification_reply_to(settings: Settings, ref: str) -> str | None:
-    """The Reply-To of staff notifications; None when no token secret is configured."""
+def notification_reply_to(settings: Settings, ref: str, recipient: str,
+                          now: datetime) -> str | None:
+    """The Reply-To of ``recipient``'s notification about ``ref``: a routing address valid
+    for ``staff.token_days``; None when no token secret is configured."""
     if not settings.staff_token_secret:
         return None
-    return conversation.reply_address(settings.bot.address, ref, settings.staff_token_secret)
+    expires = conversation.token_expiry(now, settings.staff.token_days)
+    return conversation.reply_address(settings.bot.address, ref, settings.staff_token_secret,
+                                      recipient, expires)
+
+
+def _addressees(settings: Settings, recipients: list[str]) -> list[list[str]]:
+    """One notification per recipient when each needs a token of their own, else one."""
+    return [[r] for r in recipients] if settings.staff_token_secret else [recipients]
+
+
+def _enqueue_notification(ctx: Context, conn: sqlite3.Connection, ticket_id: int,
+                          message, to: list[str], reply_to: str | None, now: datetime) -> None:
+    # mask=reply_to: the row is sensitive (raw dropped once sent); the body never holds it.
+    ctx.enqueue(conn, ticket_id, message, to, MessageKind.NOTIFICATION, now, mask=reply_to,
+                counted=False)
 
 
 def notify_new_ticket(ctx: Context, conn: sqlite3.Connection, *, ticket_id: int, ref: str,
                       triage: Triage, mail: InboundMail, due_at: datetime,
-                      verification_status: str, now: datetime) -> None:
-    """Tell staff about a new ticket (unless a flood from its sender is being held)."""
+                      verification_status: str, now: datetime,
+                      notes: Sequence[str] = ()) -> None:
+    """Tell staff about a new ticket (unless a flood from its sender is being held);
+    ``notes``: what they must do first (e.g. stop the marketing sends for an opt-out)."""
     recipients = _admitted_recipients(ctx, conn, mail, ticket_id, now)
     if not recipients:
         return
-    message = compose.staff_notification(
-        ctx.settings, ref=ref, triage=triage, mail=mail, due_at=due_at,
-        verification_status=verification_status, to=recipients,
-        message_id=compose.make_message_id(ctx.settings.bot_domain), date=now,
-        reply_to=notification_reply_to(ctx.settings, ref))
-    ctx.enqueue(conn, ticket_id, message, recipients, MessageKind.NOTIFICATION, now,
-                counted=False)
+    for to in _addressees(ctx.settings, recipients):
+        reply_to = notification_reply_to(ctx.settings, ref, to[0], now)
+        message = compose.staff_notification(
+            ctx.settings, ref=ref, triage=triage, mail=mail, due_at=due_at,
+            verification_status=verification_status, to=to,
+            message_id=compose.make_message_id(ctx.settings.bot_domain), date=now,
+            reply_to=reply_to, notes=notes)
+        _enqueue_notification(ctx, conn, ticket_id, message, to, reply_to, now)
 
 
 def notify_followup(ctx: Context, conn: sqlite3.Connection, ticket: dict[str, Any],
-                    mail: InboundMail, now: datetime) -> None:
-    """Tell staff about a customer follow-up, threaded under the ticket's first notification."""
+                    mail: InboundMail, now: datetime, reopened: bool = False) -> None:
+    """Tell staff about a customer follow-up, threaded under the ticket's first notification
+    (each recipient's client also threads by the [REF] subject)."""
     recipients = _admitted_recipients(ctx, conn, mail, ticket["id"], now)
     if not recipients:
         return
     parent = ctx.store.first_notification_id(ticket["id"])
-    message = compose.staff_notification(
-        ctx.settings, ref=ticket["ref"], triage=ticket_triage(ticket), mail=mail,
-        due_at=from_iso(ticket["due_at"]), verification_status=ticket["verification_status"],
-        to=recipients, message_id=compose.make_message_id(ctx.settings.bot_domain), date=now,
-        followup=True, reply_to=notification_reply_to(ctx.settings, ticket["ref"]),
-        in_reply_to=parent, references=[parent] if parent else [])
-    ctx.enqueue(conn, ticket["id"], message, recipients, MessageKind.NOTIFICATION, now,
-                counted=False)
+    for to in _addressees(ctx.settings, recipients):
+        reply_to = notification_reply_to(ctx.settings, ticket["ref"], to[0], now)
+        message = compose.staff_notification(
+            ctx.settings, ref=ticket["ref"], triage=ticket_triage(ticket), mail=mail,
+            due_at=from_iso(ticket["due_at"]), verification_status=ticket["verification_status"],
+            to=to, message_id=compose.make_message_id(ctx.settings.bot_domain), date=now,
+            followup=True, reply_to=reply_to, in_reply_to=parent,
+            references=[parent] if parent else [], status=ticket["status"],
+            reopened=reopened)
+        _enqueue_notification(ctx, conn, ticket["id"], message, to, reply_to, now)
 
 
 def _admitted_recipients(ctx: Context, conn: sqlite3.Connection, mail: InboundMail,

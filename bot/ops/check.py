@@ -8,6 +8,7 @@ nor migrated. The CLI prints :func:`format_report` and exits 0 only when all fin
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import socket
 import ssl
@@ -20,9 +21,17 @@ import jinja2
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from bot.adapters import oauth
 from bot.adapters.imap import tls_context
 from bot.adapters.store import probe_database
-from bot.config import CATEGORIES, MailboxSection, Settings, SmtpSection, load_settings
+from bot.config import (
+    CATEGORIES,
+    MailboxSection,
+    Settings,
+    SmtpSection,
+    is_loopback,
+    load_settings,
+)
 from bot.errors import ConfigError
 
 CHECK_TIMEOUT_SECONDS = 15  # a check should answer quickly even with long worker timeouts
@@ -36,6 +45,7 @@ class Finding:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # passes, but the operator should read it (WARN in the report)
 
 
 def run_checks(config_path: Path, environ: Mapping[str, str] | None = None) -> list[Finding]:
@@ -43,12 +53,21 @@ def run_checks(config_path: Path, environ: Mapping[str, str] | None = None) -> l
     try:
         settings = load_settings(config_path, environ, require_secrets=False)
     except ConfigError as exc:
-        return [Finding("config", False, f"{exc} (fix {config_path})")]
+        problems = getattr(exc, "problems", None) or [str(exc)]  # every problem, one line each
+        return [Finding("config", False, f"{problem} (fix {config_path})") for problem in problems]
     findings = [Finding("config", True, f"{settings.config_path}: every key valid")]
     findings += check_secrets(settings)
-    findings += check_imap(settings.mailbox, settings.imap_password)
-    findings += check_smtp(settings.smtp, settings.smtp_password)
+    findings.append(check_staff_auth(settings))
+    findings += check_transport(settings)
+    tokens = None
+    if oauth.uses_oauth2(settings):  # no staff alert from a check: the report says it
+        tokens = oauth.TokenSource(settings, alert=lambda error, now: None)
+        findings.append(check_oauth2(settings, tokens))
+    findings += check_imap(settings.mailbox, oauth.credential(settings, "imap", tokens))
+    findings += check_smtp(settings.smtp, oauth.credential(settings, "smtp", tokens))
     findings.append(check_database(settings.database_path))
+    findings.append(check_state_folder(settings.database_path.parent))
+    findings.append(check_admin_exposure(settings, os.environ if environ is None else environ))
     findings.append(check_templates(settings.templates_path))
     return findings
 
@@ -63,18 +82,119 @@ def exit_code(findings: list[Finding]) -> int:
 def format_report(findings: list[Finding]) -> str:
     """A short aligned report, one line per finding, and a verdict."""
     width = max(len(f.name) for f in findings)
-    lines = [f"{'ok' if f.ok else 'FAIL':<4}  {f.name:<{width}}  {f.detail}" for f in findings]
+    lines = [f"{_label(f):<4}  {f.name:<{width}}  {f.detail}" for f in findings]
     failed = sum(not f.ok for f in findings)
-    lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
+    warned = sum(f.ok and f.warning for f in findings)
+    lines.append(("all checks passed" if not failed else f"{failed} check(s) failed")
+                 + (f", {warned} warning(s)" if warned else ""))
     return "\n".join(lines)
+
+
+def _label(finding: Finding) -> str:
+    if not finding.ok:
+        return "FAIL"
+    return "WARN" if finding.warning else "ok"
+
+
+# -- what would bite later: staff authentication, clear text, exposure -----------------------
+
+def check_staff_auth(settings: Settings) -> Finding:
+    """Staff replies need a routing-token secret or trusted Authentication-Results: with
+    neither, every staff answer is rejected as not authenticated."""
+    staff = settings.staff
+    trusted = ", ".join(staff.trusted_authserv_ids)
+    if settings.staff_token_secret:
+        return Finding("staff auth", True, f"Reply-To tokens (secret in "
+                       f"${staff.token_secret_env})" + (f"; also trusting {trusted}"
+                                                         if trusted else ""))
+    if trusted:
+        return Finding("staff auth", True, f"Authentication-Results of {trusted} only (no "
+                       "token secret): staff must send through a server that signs with DKIM")
+    variable = staff.token_secret_env or "INQUIRY_BOT_STAFF_TOKEN_SECRET"
+    return Finding("staff auth", False, "staff replies cannot be authenticated, so every "
+                   f"answer and command would be rejected: set ${variable} (see "
+                   "staff.token_secret_env) to a random secret, e.g. `openssl rand -hex 32`, "
+                   "in the EnvironmentFile (/etc/inquiry-bot/env); or list your receiving "
+                   "server's authserv-id in staff.trusted_authserv_ids")
+
+
+def check_transport(settings: Settings) -> list[Finding]:
+    """Clear text or unverified TLS to a host beyond loopback is allowed, but worth a WARN."""
+    warnings = []
+    for section, conf in (("mailbox", settings.mailbox), ("smtp", settings.smtp)):
+        if conf.security == "none" and not is_loopback(conf.host):
+            warnings.append(Finding("tls", True, f"{section}.security = \"none\" to "
+                                    f"{conf.host}: password and mail cross the network in "
+                                    f"clear text; use \"tls\" or \"starttls\"", warning=True))
+        elif conf.security != "none" and not conf.verify_tls:
+            warnings.append(Finding("tls", True, f"{section}.verify_tls = false: anyone in "
+                                    f"between can pose as {conf.host}; set {section}.ca_file "
+                                    "to its CA instead", warning=True))
+    return warnings or [Finding("tls", True, "mailbox and smtp: TLS verified, or loopback")]
+
+
+def check_state_folder(folder: Path) -> Finding:
+    """The database folder also holds -wal/-shm, the lock and the heartbeat: owner-only."""
+    if not folder.exists():
+        return Finding("state folder", True, f"{folder} will be created owner-only (0700)")
+    mode = folder.stat().st_mode & 0o777
+    if mode & 0o077:
+        return Finding("state folder", True, f"{folder} is open to others (mode {mode:o}): "
+                       f"chmod 700 {folder} (run/once do it at start when they own it)",
+                       warning=True)
+    return Finding("state folder", True, f"{folder} is owner-only ({mode:o})")
+
+
+def check_admin_exposure(settings: Settings, environ: Mapping[str, str]) -> Finding:
+    """Datasette beyond loopback must ask for a password (``admin`` refuses otherwise)."""
+    from bot.ops.admin import PASSWORD_HASH_ENV
+
+    host, port = settings.admin.host, settings.admin.port
+    if is_loopback(host):
+        return Finding("admin", True, f"datasette on {host}:{port}, loopback only")
+    if not environ.get(PASSWORD_HASH_ENV):
+        return Finding("admin", False, f"admin.host = {host!r} is not loopback and "
+                       f"${PASSWORD_HASH_ENV} is not set: anyone reaching port {port} would "
+                       "read every ticket (admin refuses to start): set it (README, 'Admin "
+                       "guide') or admin.host = \"127.0.0.1\"")
+    if importlib.util.find_spec("datasette_auth_passwords") is None:
+        return Finding("admin", False, f"admin.host = {host!r} needs datasette-auth-passwords "
+                       "for the password: pip install datasette-auth-passwords")
+    return Finding("admin", True, f"datasette on {host}:{port} asks for a password")
+
+
+# -- OAuth 2.0 ----------------------------------------------------------------------------
+
+def check_oauth2(settings: Settings, tokens: oauth.TokenSource) -> Finding:
+    """Get an access token the way the worker does; show the token's expiry and where the
+    refresh token comes from (the mail logins below then use that token)."""
+    conf = settings.oauth2
+    what = f"{conf.provider}, {conf.grant}"
+    user = oauth.sasl_user(settings, "imap" if settings.mailbox.auth == "oauth2" else "smtp")
+    try:
+        tokens.token(user)
+    except oauth.OAuthError as exc:
+        hint = (f"check oauth2.client_id, oauth2.tenant, the grant's permissions and the "
+                f"secret in ${conf.client_secret_env} (an expired client secret looks like "
+                "this)" if exc.refused else "check oauth2.token_url and the network")
+        return Finding("oauth2 token", False, f"{what}: {exc}; {hint}")
+    status = tokens.status()
+    expires = status["expires_at"].astimezone(settings.tz)
+    minutes = int((status["expires_at"] - tokens.clock()).total_seconds() // 60)
+    detail = (f"{what}: token obtained from {oauth.token_url_of(conf)}, valid until "
+              f"{expires:%Y-%m-%d %H:%M %Z} ({minutes} min; renewed 5 min before)")
+    if status["refresh_token"]:
+        detail += f"; refresh token {status['refresh_token']}"
+    return Finding("oauth2 token", True, detail)
 
 
 # -- secrets ------------------------------------------------------------------------------
 
 def check_secrets(settings: Settings) -> list[Finding]:
     """Passwords come from the environment; say which variable is missing."""
-    wanted = [("mailbox", settings.mailbox.password_env, settings.imap_password)]
-    if settings.smtp.username:
+    wanted = [("mailbox", settings.mailbox.password_env, settings.imap_password)
+              ] if settings.mailbox.auth != "oauth2" else []  # oauth2: see check_oauth2
+    if settings.smtp.username and settings.smtp.auth != "oauth2":
         wanted.append(("smtp", settings.smtp.password_env, settings.smtp_password))
     missing = [f"${env} ({section}.password_env)" for section, env, value in wanted
                if not value]
@@ -116,15 +236,23 @@ def _imap_connect(box: MailboxSection) -> IMAPClient:
     return client
 
 
-def _imap_session(client: IMAPClient, box: MailboxSection, password: str) -> list[Finding]:
-    if not password:
+def _imap_session(client: IMAPClient, box: MailboxSection,
+                  password: str | oauth.OAuthLogin) -> list[Finding]:
+    if isinstance(password, oauth.OAuthLogin):
+        try:
+            password.imap(client, box.host, box.port)
+        except oauth.OAuthError as exc:
+            return [Finding("imap login", False, f"token login as {password.user}: {exc}")]
+    elif not password:
         return [Finding("imap login", False, "skipped: no password (see secrets)")]
-    try:
-        client.login(box.username, password)
-    except LoginError:
-        return [Finding("imap login", False, f"login as {box.username} refused: check "
-                        f"mailbox.username and the password in ${box.password_env}")]
-    findings = [Finding("imap login", True, f"logged in as {box.username}")]
+    else:
+        try:
+            client.login(box.username, password)
+        except LoginError:
+            return [Finding("imap login", False, f"login as {box.username} refused: check "
+                            f"mailbox.username and the password in ${box.password_env}")]
+    findings = [Finding("imap login", True, f"logged in as {box.username}"
+                        + (" (OAuth 2.0)" if box.auth == "oauth2" else ""))]
     if client.folder_exists(box.folder):
         findings.append(Finding("imap folder", True, f"{box.folder} exists"))
     else:
@@ -203,7 +331,14 @@ async def _smtp_starttls(client: aiosmtplib.SMTP, smtp: SmtpSection) -> Finding:
                    if smtp.verify_tls else "TLS established (verification OFF)")
 
 
-async def _smtp_login(client: aiosmtplib.SMTP, smtp: SmtpSection, password: str) -> Finding:
+async def _smtp_login(client: aiosmtplib.SMTP, smtp: SmtpSection,
+                      password: str | oauth.OAuthLogin) -> Finding:
+    if isinstance(password, oauth.OAuthLogin):
+        try:
+            await password.smtp(client, smtp.host, smtp.port)
+        except (oauth.OAuthError, aiosmtplib.SMTPException, OSError) as exc:
+            return Finding("smtp login", False, f"token login as {password.user}: {exc}")
+        return Finding("smtp login", True, f"logged in as {password.user} (OAuth 2.0)")
     if not smtp.username:
         return Finding("smtp login", True, "no smtp.username: sending without AUTH")
     if not password:

@@ -5,7 +5,9 @@
   UID SEARCH/FETCH and IDLE. Data lives in memory: it survives :meth:`DevImapServer.restart`
   (unless ``keep_data=False``) and is gone after :meth:`DevImapServer.stop`.
 * :class:`SmtpSink` -- an aiosmtpd ``Controller`` that records every message and can
-  deliver it into the IMAP INBOX of every recipient that has a mailbox.
+  deliver it into the IMAP INBOX of every recipient that has a mailbox (``local+tag@domain``
+  goes to ``local@domain``, as with Postfix's ``recipient_delimiter = +``), optionally
+  refusing recipients without one (550), as a real mail server does.
 
 Everything listens on 127.0.0.1 only, on ports chosen by the OS. Requires the ``demo`` (or
 ``dev``) extra: pymap and aiosmtpd.
@@ -296,6 +298,13 @@ class _RecordingHandler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any,  # noqa: N802
+                          address: str, rcpt_options: list[str]) -> str:
+        if self.sink.reject_unknown and self.sink.mailbox_of(address) is None:
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         sink = self.sink
         rejection = sink._take_rejection()
@@ -319,15 +328,18 @@ class SmtpSink:
     Every accepted message is appended to :attr:`received` *after* it has been delivered
     into :attr:`deliver_into` (when set), so :meth:`wait_for` returning means the mail is
     already in the recipients' INBOX. With *credentials* the server requires AUTH
-    (PLAIN/LOGIN, allowed without TLS since this is loopback).
+    (PLAIN/LOGIN, allowed without TLS since this is loopback). With *reject_unknown*, RCPT
+    for an address without a mailbox (see :meth:`mailbox_of`) is answered 550.
     """
 
     def __init__(self, deliver_into: ImapServerBase | None = None,
-                 credentials: dict[str, str] | None = None, port: int = 0) -> None:
+                 credentials: dict[str, str] | None = None, port: int = 0,
+                 reject_unknown: bool = False) -> None:
         self.host = LOOPBACK
         self.port = port
         self.deliver_into = deliver_into
         self.credentials = credentials
+        self.reject_unknown = reject_unknown
         self.received: list[Received] = []
         self._condition = threading.Condition()
         self._rejections: list[str] = []
@@ -408,15 +420,26 @@ class SmtpSink:
             self.received.append(message)
             self._condition.notify_all()
 
+    def mailbox_of(self, address: str) -> str | None:
+        """The mailbox ``address`` is delivered to: its own, or for ``local+tag@domain`` that
+        of ``local@domain``; None when neither exists in :attr:`deliver_into`."""
+        if self.deliver_into is None:
+            return None
+        address = address.lower()
+        local, _at, domain = address.rpartition("@")
+        base = f"{local.partition('+')[0]}@{domain}"
+        return next((box for box in (address, base) if self.deliver_into.has_user(box)), None)
+
     def _deliver(self, rcpts: tuple[str, ...], raw: bytes) -> tuple[str, ...]:
         target = self.deliver_into
         if target is None:
             return ()
-        delivered = []
+        delivered: list[str] = []
         for rcpt in rcpts:
-            if target.has_user(rcpt):
-                target.append(rcpt, raw)
-                delivered.append(rcpt.lower())
+            mailbox = self.mailbox_of(rcpt)
+            if mailbox is not None and mailbox not in delivered:  # one copy per mailbox
+                target.append(mailbox, raw)
+                delivered.append(mailbox)
         return tuple(delivered)
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
