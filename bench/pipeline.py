@@ -107,7 +107,8 @@ def main() -> None:
 def run_pipeline(tmp_path: Path, server, sink: SmtpSink) -> tuple[float, int, int]:
     """`inquiry-bot once` in a fresh process: (seconds, peak RSS in kB, tickets)."""
     config = write_config(tmp_path, server, sink, staff={"notify": []},
-                          limits={"auto_replies_per_hour": 100000})
+                          limits={"auto_replies_per_hour": 100000,
+                                  "auto_mail_per_hour": 100000})
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "once"],
                    check=True, env=bot_env(), cwd=ROOT, stderr=subprocess.DEVNULL)

@@ -22,7 +22,7 @@ from botenv import BOT, customer_mail, query, scalar, start_worker, wait_until, 
 
 from bot.adapters.store import Store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LONG = os.environ.get("INQUIRY_BOT_CHAOS") == "1"
 SEED = int(os.environ.get("CHAOS_SEED", "20261124"))
@@ -93,7 +93,8 @@ def _in_flight(db: Path, received: list, before: Counter) -> tuple[set[str], Cou
 
 def test_sigkill_at_random_moments_loses_nothing(tmp_path, imap_server, smtp_server):
     config = write_config(tmp_path, imap_server, smtp_server, staff={"notify": []},
-                          limits={"auto_replies_per_hour": 10_000}, mailbox={"batch_size": 25})
+                          limits={"auto_replies_per_hour": 10_000, "auto_mail_per_hour": 10_000},
+                          mailbox={"batch_size": 25})
     for i in range(MESSAGES):
         imap_server.append(BOT, _mail(i))
     humans = _humans(MESSAGES)

@@ -191,6 +191,7 @@ def test_run_acknowledges_new_mail_within_seconds(tmp_path, imap_server, smtp_se
     assert "worker stopped" in (tmp_path / "worker.log").read_text()
 
 
+@pytest.mark.slow
 def test_imap_restart_and_smtp_outage_are_survived(tmp_path, imap_server, free_port):
     from bot.ops.devmail import SmtpSink
 
@@ -220,9 +221,11 @@ def test_imap_restart_and_smtp_outage_are_survived(tmp_path, imap_server, free_p
     assert len(sink.received) == 1  # sent once, not again
 
 
+@pytest.mark.slow
 def test_crash_in_the_middle_of_a_batch_loses_nothing(tmp_path, imap_server, smtp_server):
     config = write_config(tmp_path, imap_server, smtp_server, staff={"notify": []},
-                          limits={"auto_replies_per_hour": 1000}, mailbox={"batch_size": 20})
+                          limits={"auto_replies_per_hour": 1000, "auto_mail_per_hour": 1000},
+                          mailbox={"batch_size": 20})
     total = 200
     for i in range(total):
         imap_server.append(BOT, customer_mail(f"Question {i}", f"What data do you hold? #{i}",

@@ -19,6 +19,12 @@ _TICKET_ROW_COLUMNS = ("ref, category, customer_email, status, created_at, due_a
 # tickets whatever the statistics say (and fails loudly if the index is ever dropped).
 _OPEN_TICKETS = "tickets INDEXED BY idx_tickets_status_due"
 _OPEN_MARKS = ", ".join("?" * len(OPEN_STATUSES))
+# The completion clock runs on answered requests too, until a decision closes them.
+ACTIVE_STATUSES = (*OPEN_STATUSES, "answered")
+_REQUESTS = "('disclosure', 'correction', 'deletion')"
+_COMPLETION_ROW_COLUMNS = ("id, ref, category, language, customer_email, status, created_at, "
+                           "first_response_at, verification_status, completion_due_at, "
+                           "completion_level, extensions")
 
 
 class Queries:
@@ -43,6 +49,15 @@ class Queries:
         return [r["message_id"] for r in self.rows(
             "SELECT message_id FROM messages WHERE ticket_id = ? AND kind = 'customer' "
             "AND direction = 'in' AND message_id IS NOT NULL ORDER BY id", (ticket_id,))]
+
+    def mail_ids_to_customer(self, ticket_id: int) -> list[str]:
+        """Message-IDs of the bot's own mail to the customer of a ticket (acknowledgement,
+        verification mail, relayed staff answers, decision notices): a reply naming one of them
+        got our mail."""
+        return [r["message_id"] for r in self.rows(
+            "SELECT message_id FROM messages WHERE ticket_id = ? AND direction = 'out' "
+            "AND kind IN ('acknowledgement', 'verification', 'staff_reply', 'decision') "
+            "AND message_id IS NOT NULL", (ticket_id,))]
 
     def first_notification_id(self, ticket_id: int) -> str | None:
         """Message-ID of the first staff notification about a ticket (to thread under)."""
@@ -83,6 +98,31 @@ class Queries:
         return self.rows(f"SELECT {_TICKET_ROW_COLUMNS} FROM {_OPEN_TICKETS} "
                          f"WHERE status IN ({_OPEN_MARKS})", OPEN_STATUSES)
 
+    # -- the completion clock -------------------------------------------------------------
+    def completion_unset(self) -> list[dict[str, Any]]:
+        """Requests whose completion deadline is not set yet (new, or from before it was)."""
+        return self.rows(
+            "SELECT id, category, language, bilingual, created_at FROM tickets INDEXED BY "
+            "idx_tickets_completion_unset WHERE completion_due_at IS NULL AND category IN "
+            f"{_REQUESTS} ORDER BY id")
+
+    def completion_candidates(self, soon_iso: str) -> list[dict[str, Any]]:
+        """Requests neither closed nor completed, due by ``soon_iso``, whose overdue notice
+        has not gone out (the pure plan decides the level)."""
+        marks = ", ".join("?" * len(ACTIVE_STATUSES))
+        return self.rows(
+            f"SELECT {_COMPLETION_ROW_COLUMNS} FROM tickets INDEXED BY "
+            f"idx_tickets_status_completion WHERE status IN ({marks}) AND completion_due_at "
+            "<= ? AND completed_at IS NULL AND coalesce(completion_level, 0) < 2 "
+            "ORDER BY completion_due_at, ref", (*ACTIVE_STATUSES, soon_iso))
+
+    def answered_uncompleted(self) -> list[dict[str, Any]]:
+        """Requests staff answered but did not complete (for the daily digest)."""
+        return self.rows(
+            f"SELECT {_COMPLETION_ROW_COLUMNS} FROM tickets INDEXED BY "
+            "idx_tickets_status_completion WHERE status = 'answered' AND completion_due_at "
+            "IS NOT NULL AND completed_at IS NULL ORDER BY completion_due_at, ref")
+
     # -- audit ----------------------------------------------------------------------------
     def ticket_history(self, ticket_id: int) -> dict[str, list[dict[str, Any]]]:
         """Every row about one ticket, for ``export`` (outbox without raw bytes or hashes)."""
@@ -117,6 +157,21 @@ class Queries:
             "SELECT ref FROM open_tickets WHERE lower(customer_email) = ? ORDER BY ref",
             (address,))]
 
+    # -- triage training ------------------------------------------------------------------
+    def labelled_tickets(self) -> list[dict[str, Any]]:
+        """Tickets whose category staff confirmed: corrected with ``#category``, or closed
+        without a correction. Redacted (purged, forgotten) tickets are never training data.
+        ``corrected`` is 1 when staff changed the category."""
+        return self.rows(
+            "SELECT t.id, t.subject, t.category, t.triage_model, m.body_text, "
+            "EXISTS (SELECT 1 FROM events e WHERE e.ticket_id = t.id "
+            "        AND e.type = 'category_changed') AS corrected "
+            "FROM tickets t JOIN messages m ON m.id = (SELECT min(id) FROM messages "
+            "  WHERE ticket_id = t.id AND direction = 'in' AND kind = 'customer') "
+            "WHERE t.redacted_at IS NULL AND (t.closed_at IS NOT NULL OR EXISTS ("
+            "  SELECT 1 FROM events e WHERE e.ticket_id = t.id AND e.type = 'category_changed'))"
+            " ORDER BY t.id")
+
     # -- demo live table ------------------------------------------------------------------
     def processed_after(self, rowid: int) -> list[dict[str, Any]]:
         """``processed`` rows after ``rowid`` with their ticket's triage, oldest first."""
@@ -133,6 +188,21 @@ class Queries:
             "o.last_error, t.ref FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id "
             "WHERE o.status != 'pending' ORDER BY o.id")
 
+    def delayed_outbox_count(self, since_iso: str, until_iso: str) -> int:
+        """Mail that waited while sending failed from ``since`` to ``until``: queued by
+        ``until`` and neither sent before ``since`` nor given up."""
+        return self.count("outbox", "created_at <= ? AND status != 'failed' AND "
+                          "(sent_at IS NULL OR sent_at >= ?)", (until_iso, since_iso))
+
     def pending_outbox_count(self) -> int:
         """Mail still waiting in the outbox."""
         return self.count("outbox", "status = 'pending'")
+
+    def last_outbox_id(self) -> int:
+        """The newest outbox row's id (0 when there is none)."""
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0]
+
+    def outbox_after(self, outbox_id: int) -> list[dict[str, Any]]:
+        """Outbox rows queued after ``outbox_id``, with their bytes (``tick`` lists them)."""
+        return self.rows("SELECT id, kind, recipients, raw, status FROM outbox WHERE id > ? "
+                         "ORDER BY id", (outbox_id,))

@@ -15,7 +15,12 @@ TICKET_COLUMNS = {
     "escalation_level": int, "escalated_at": str, "verification_status": str,
     "needs_review": int, "triage_confidence": float, "language_confidence": float,
     "triage_cues": str, "bilingual": int, "assigned_to": str, "linked_ticket_id": int,
-    "last_activity_at": str,
+    "last_activity_at": str, "triage_model": str,
+    # the completion clock (see _migration_completion)
+    "completion_due_at": str, "completion_level": int, "completed_at": str,
+    "decision": str, "extensions": int,
+    # what kind of privacy request, and who asked (see _migration_request_kind)
+    "request_kind": str, "agent_relation": str,
 }
 
 
@@ -165,6 +170,66 @@ def _migration_staff_notices(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_staff_notices_ticket ON staff_notices(ticket_id, at)")
 
 
+def _migration_triage_model(db: sqlite_utils.Database) -> None:
+    # Which model triaged a ticket: staff corrections are measured per model version.
+    if "triage_model" not in db["tickets"].columns_dict:  # new databases have it already
+        db["tickets"].add_column("triage_model", str)
+
+
+def _migration_attempts(db: sqlite_utils.Database) -> None:
+    # Mail whose handling started, written before it is handled: a mail that started in two
+    # workers that never finished it (killed, out of memory) is quarantined on the third
+    # start. `worker` is the process that started it last (its retries do not count); the
+    # row is deleted when the mail gets its processed row. Holds no personal data.
+    db["attempts"].create({"mailbox": str, "uidvalidity": int, "uid": int, "tries": int,
+                           "worker": str, "last_started_at": str},
+                          pk=("mailbox", "uidvalidity", "uid"))
+
+
+COMPLETION_COLUMNS = ("completion_due_at", "completion_level", "completed_at", "decision",
+                      "extensions")
+
+
+def _migration_completion(db: sqlite_utils.Database) -> None:
+    # The second clock of a disclosure/correction/deletion request: by when it must be
+    # carried out (completion_due_at, moved by #extend, counted in `extensions`), the
+    # completion reminder sent (completion_level: 1 soon, 2 overdue), and the recorded end:
+    # completed_at with decision done | refused | partial | nodata. Old tickets get their
+    # completion_due_at from the next completion pass (it needs the config).
+    for name in COMPLETION_COLUMNS:
+        if name not in db["tickets"].columns_dict:  # new databases have them already
+            db["tickets"].add_column(name, TICKET_COLUMNS[name])
+    db.execute("CREATE INDEX idx_tickets_status_completion "
+               "ON tickets(status, completion_due_at)")
+    db.execute("CREATE INDEX idx_tickets_completion_unset ON tickets(id) "
+               "WHERE completion_due_at IS NULL "
+               "AND category IN ('disclosure', 'correction', 'deletion')")
+
+
+def _migration_request_kind(db: sqlite_utils.Database) -> None:
+    # request_kind: NULL (an ordinary request), 'opt_out' (stop marketing / withdraw
+    # consent to it: honoured on the address alone, no identity code) or 'incident'
+    # (personal data reached the wrong person, leaked or was exposed: the DPO is told at
+    # once). agent_relation: who wrote for the data subject (parent, guardian, spouse,
+    # heir, representative); NULL when the customer wrote for themselves.
+    # verifications.unthreaded_attempts_left: wrong codes in mail that only carries the
+    # ref (not a reply to our mail) cost this budget, never the customer's tries.
+    for name in ("request_kind", "agent_relation"):
+        if name not in db["tickets"].columns_dict:  # new databases have them already
+            db["tickets"].add_column(name, TICKET_COLUMNS[name])
+    if "unthreaded_attempts_left" not in db["verifications"].columns_dict:
+        db["verifications"].add_column("unthreaded_attempts_left", int)
+
+
+def _migration_outbox_recipients_index(db: sqlite_utils.Database) -> None:
+    # The per-ticket auto-reply cap joins a ticket's outbox rows to their recipients: without
+    # this index every new mail scans all of outbox_recipients (ingest slows as it grows).
+    db.execute("CREATE INDEX idx_outbox_recipients_outbox "
+               "ON outbox_recipients(outbox_id, created_at)")
+
+
 MIGRATIONS = [_migration_1, _migration_2_verification, _migration_job_state,
               _migration_admin_views, _migration_bounces, _migration_outbox_ticket_index,
-              _migration_staff_notices]
+              _migration_staff_notices, _migration_triage_model, _migration_attempts,
+              _migration_completion, _migration_request_kind,
+              _migration_outbox_recipients_index]

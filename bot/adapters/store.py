@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from bot.adapters.queries import Queries
+from bot.adapters.redaction import Redaction
 from bot.adapters.schema import MIGRATIONS, TICKET_COLUMNS, migrate
 from bot.errors import TransientError
 from bot.models import MessageSource
@@ -44,16 +45,38 @@ class OutboxRow:
     attempts: int
 
 
-class Store(Queries):
+class Store(Queries, Redaction):
     """A connection to the ticket database, migrated on open."""
 
-    def __init__(self, path: Path, max_page_count: int = 0) -> None:
+    def __init__(self, path: Path, max_page_count: int = 0,
+                 conn: sqlite3.Connection | None = None) -> None:
         self.path = path
-        self.conn = _connect(path)
+        self.conn = conn or _connect(path)
         self.db = sqlite_utils.Database(self.conn)
         migrate(self.db)
         if max_page_count:  # storage.max_page_count: a deterministic "disk full" for tests
             self.conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
+
+    @classmethod
+    def snapshot(cls, path: Path) -> Store:
+        """A private in-memory copy of the existing database ``path``, which is only read:
+        ``--dry-run`` runs the real passes on it and throws their writes away. Nothing is
+        created beside ``path``: ``immutable`` when no WAL is in use, read-only otherwise;
+        no file at all when ``path`` does not exist (the copy starts empty)."""
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        if not path.exists():
+            return cls(path, conn=memory)  # an empty, migrated database: what a run would see
+        live = Path(f"{path}-wal").exists()
+        uri = f"{path.resolve().as_uri()}?{'mode=ro' if live else 'immutable=1'}"
+        try:
+            source = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                source.backup(memory)
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read database {path}: {exc}") from exc
+        return cls(path, conn=memory)
 
     def close(self) -> None:
         self.conn.close()
@@ -116,6 +139,36 @@ class Store(Queries):
             "THEN max(mailbox_state.last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
             "uidvalidity = excluded.uidvalidity, updated_at = excluded.updated_at",
             (source.mailbox, source.uidvalidity, source.uid, utc_iso(now)))
+        conn.execute("DELETE FROM attempts WHERE mailbox = ? AND uidvalidity = ? AND uid = ?",
+                     (source.mailbox, source.uidvalidity, source.uid))
+
+    # -- attempts: a mail that kills the worker must not be retried forever ------------------
+    def start_attempt(self, source: MessageSource, worker: str, now: datetime) -> int:
+        """Record, in its own transaction and before handling, that ``worker`` starts the
+        mail; return how many workers started it (the same worker again does not count)."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "INSERT INTO attempts (mailbox, uidvalidity, uid, tries, worker, "
+                "last_started_at) VALUES (?, ?, ?, 1, ?, ?) "
+                "ON CONFLICT(mailbox, uidvalidity, uid) DO UPDATE SET "
+                "tries = tries + (worker IS NOT excluded.worker), worker = excluded.worker, "
+                "last_started_at = excluded.last_started_at RETURNING tries",
+                (source.mailbox, source.uidvalidity, source.uid, worker,
+                 utc_iso(now))).fetchall()[0][0]
+
+    def undo_attempt(self, source: MessageSource, worker: str) -> None:
+        """The start did not count (the database failed, the worker did not die): take it
+        back, so that the next start (by any worker) counts again."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE attempts SET tries = tries - 1, worker = NULL WHERE mailbox = ? "
+                         "AND uidvalidity = ? AND uid = ? AND worker = ? AND tries > 0",
+                         (source.mailbox, source.uidvalidity, source.uid, worker))
+
+    def quarantined_since(self, since: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Mail recorded as quarantined at or after ``since`` (ISO UTC), newest first."""
+        return self.rows("SELECT mailbox, uid, message_id, reason, processed_at FROM processed "
+                         "WHERE outcome = 'quarantined' AND processed_at >= ? "
+                         "ORDER BY processed_at DESC, uid DESC LIMIT ?", (since, limit))
 
     def reset_checkpoint(self, mailbox: str, uidvalidity: int, now: datetime) -> None:
         """UIDVALIDITY changed: start again from UID 0 (known Message-IDs are skipped)."""
@@ -180,18 +233,19 @@ class Store(Queries):
     # -- outbox -------------------------------------------------------------------------
     def enqueue(self, conn: sqlite3.Connection, *, message_id: str, ticket_id: int | None,
                 recipients: Sequence[str], raw: bytes, kind: str, now: datetime,
-                sensitive: bool = False) -> int:
+                sensitive: bool = False, not_before: datetime | None = None) -> int:
         """Queue one outgoing mail (inside the transaction that decided to send it).
 
         ``sensitive`` rows (they carry a verification code) lose their raw bytes once sent,
-        so the code exists in the database only as a hash.
+        so the code exists in the database only as a hash. ``not_before`` holds the mail
+        until then (the global cap on automatic mail).
         """
         return _insert(conn, "outbox", {
             "message_id": message_id, "ticket_id": ticket_id,
             "recipients": json.dumps(list(recipients)), "raw": raw, "kind": kind,
             "sensitive": int(sensitive),
             "status": "pending", "attempts": 0, "created_at": utc_iso(now),
-            "next_attempt_at": utc_iso(now)})
+            "next_attempt_at": utc_iso(not_before or now)})
 
     def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
         """Pending mail whose next attempt is due, oldest first."""
@@ -262,10 +316,13 @@ class Store(Queries):
 
     def add_verification(self, conn: sqlite3.Connection, ticket_id: int, code_hash: str,
                          expires_at: datetime, attempts: int, now: datetime) -> None:
-        """Store a ticket's one-time code (its hash only) with expiry and tries allowed."""
+        """Store a ticket's one-time code (its digest only) with expiry and tries allowed,
+        replacing an earlier code of the ticket (tries: threaded replies and ref-only ones)."""
+        conn.execute("DELETE FROM verifications WHERE ticket_id = ?", (ticket_id,))
         _insert(conn, "verifications", {
             "ticket_id": ticket_id, "code_hash": code_hash, "expires_at": utc_iso(expires_at),
-            "attempts_left": attempts, "created_at": utc_iso(now)})
+            "attempts_left": attempts, "unthreaded_attempts_left": attempts,
+            "created_at": utc_iso(now)})
 
     def update_verification(self, conn: sqlite3.Connection, ticket_id: int,
                             **fields: Any) -> None:
@@ -282,45 +339,7 @@ class Store(Queries):
             "JOIN verifications v ON v.ticket_id = t.id "
             "WHERE t.verification_status = 'pending' AND t.closed_at IS NULL ORDER BY t.id")
 
-    # -- redaction (bot.flows.audit decides what and when) -------------------------------------
-    def redact_ticket_rows(self, conn: sqlite3.Connection, ticket_id: int, marker: str,
-                           now: datetime,
-                           redact_detail: Callable[[str | None], str | None]) -> None:
-        """Replace a ticket's personal data with ``marker`` in every table that holds it."""
-        params = {"r": marker, "now": utc_iso(now), "id": ticket_id}
-        conn.execute("UPDATE tickets SET subject = :r, customer_email = :r, customer_name = :r, "
-                     "triage_cues = :r, redacted_at = :now WHERE id = :id", params)
-        conn.execute("UPDATE messages SET from_addr = :r, to_addrs = :r, subject = :r, "
-                     "body_text = :r, attachments = '[]' WHERE ticket_id = :id", params)
-        self._redact_outbox(conn, ticket_id, marker)
-        conn.execute("DELETE FROM verifications WHERE ticket_id = ?", (ticket_id,))
-        conn.execute("UPDATE bounces SET address = ? WHERE ticket_id = ?", (marker, ticket_id))
-        rows = conn.execute("SELECT id, detail FROM events WHERE ticket_id = ?",
-                            (ticket_id,)).fetchall()
-        conn.executemany("UPDATE events SET detail = ? WHERE id = ?",
-                         [(redact_detail(detail), event_id) for event_id, detail in rows])
-
-    @staticmethod
-    def _redact_outbox(conn: sqlite3.Connection, ticket_id: int, marker: str) -> None:
-        conn.execute("DELETE FROM outbox_recipients WHERE outbox_id IN "
-                     "(SELECT id FROM outbox WHERE ticket_id = ?)", (ticket_id,))
-        # A pending mail without its bytes cannot be sent: mark it failed, with the reason.
-        conn.execute("UPDATE outbox SET status = 'failed', last_error = 'redacted before "
-                     "sending' WHERE ticket_id = ? AND status = 'pending'", (ticket_id,))
-        conn.execute("UPDATE outbox SET raw = NULL, recipients = :r, "
-                     "last_error = CASE WHEN last_error IS NULL THEN NULL "
-                     "WHEN last_error = 'redacted before sending' THEN last_error ELSE :m END "
-                     "WHERE ticket_id = :id",
-                     {"r": json.dumps([marker]), "m": marker, "id": ticket_id})
-
-    def redact_address_rows(self, conn: sqlite3.Connection, address: str, marker: str) -> None:
-        """Mail ``address`` sent into other people's tickets, its auto-reply counter and
-        bounce records."""
-        conn.execute("UPDATE messages SET from_addr = :r, to_addrs = :r, subject = :r, "
-                     "body_text = :r, attachments = '[]' WHERE lower(from_addr) = :a",
-                     {"r": marker, "a": address})
-        conn.execute("DELETE FROM outbox_recipients WHERE recipient = ?", (address,))
-        conn.execute("DELETE FROM bounces WHERE address = ?", (address,))
+    # -- redaction: bot.adapters.redaction (mixed in); bot.flows.audit decides ----------
 
     # -- staff notices per sender (bot.flows.notify_limits) ---------------------------------------
     # The sender is the ticket's customer_email (a follow-up joins only its sender's
@@ -438,6 +457,8 @@ def _connect_owner_only(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Deleted and overwritten content is zeroed, not left in free space (redaction).
+        conn.execute("PRAGMA secure_delete = ON")
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
     finally:

@@ -17,7 +17,9 @@ from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.flows import autoreply
 from bot.models import Direction, InboundMail, MessageKind, Outcome
+from bot.rules import conversation
 from bot.rules.sla import BusinessCalendar
+from bot.triage import Model
 
 
 @dataclass(frozen=True)
@@ -38,15 +40,23 @@ class Context:
     store: Store
     settings: Settings
     calendar: BusinessCalendar
+    model: Model | None = None  # triage model; None: the shipped one
 
     def record_inbound(self, conn: sqlite3.Connection, ticket_id: int, mail: InboundMail,
                        kind: MessageKind, now: datetime) -> None:
-        """The ``messages`` row of an inbound mail on ``ticket_id``."""
+        """The ``messages`` row of an inbound mail on ``ticket_id``.
+
+        Staff routing addresses (their tokens are credentials) are stored as the bot's plain
+        address: the customer's ``export`` and datasette read this row.
+        """
+        bot = self.settings.bot.address
+        to_addrs = ", ".join(dict.fromkeys(
+            conversation.without_routing_addresses(a, bot) for a in mail.to_addrs[:50]))
         self.store.add_message(
             conn, ticket_id=ticket_id, direction=Direction.IN.value, kind=kind.value,
             message_id=mail.message_id, in_reply_to=mail.in_reply_to,
-            from_addr=mail.from_addr, to_addrs=", ".join(mail.to_addrs[:50]),
-            subject=mail.subject, body_text=mail.body_text,
+            from_addr=mail.from_addr, to_addrs=to_addrs, subject=mail.subject,
+            body_text=conversation.without_routing_addresses(mail.body_text, bot),
             attachments=attachments_json(mail), created_at=utc_iso(now))
 
     def enqueue(self, conn: sqlite3.Connection, ticket_id: int | None, message,

@@ -16,7 +16,7 @@ from email.message import Message
 
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
-from bot.flows import autoreply
+from bot.flows import autoreply, completion
 from bot.mail import compose
 from bot.models import Category, MessageKind
 from bot.rules.escalation import (
@@ -40,6 +40,9 @@ from bot.rules.sla import (
 log = logging.getLogger(__name__)
 
 DIGEST_STATE_KEY = "digest_last_date"
+DIGEST_AT_KEY = "digest_last_at"  # when the last digest was queued (UTC): quarantine since
+DIGEST_FOOTER = "This digest is sent automatically on business days.\n"
+MAX_QUARANTINE_LINES = 50
 DEADLINE_COLUMNS = ("due_at", "escalate_at", "hard_at")
 
 
@@ -89,8 +92,11 @@ def run_pass(store: Store, settings: Settings, now: datetime, dry_run: bool) -> 
 
 
 def run_all(store: Store, settings: Settings, now: datetime, dry_run: bool) -> list[str]:
-    """The escalation pass, then the digest if one is due (``inquiry-bot escalate``)."""
-    return run_pass(store, settings, now, dry_run) + run_digest(store, settings, now, dry_run)
+    """The escalation and completion passes, then the digest if one is due
+    (``inquiry-bot escalate``)."""
+    return (run_pass(store, settings, now, dry_run)
+            + completion.run_pass(store, settings, now, dry_run)
+            + run_digest(store, settings, now, dry_run))
 
 
 def _queue_group(store: Store, settings: Settings, group: EscalationGroup, subject: str,
@@ -129,6 +135,13 @@ def run_digest(store: Store, settings: Settings, now: datetime, dry_run: bool) -
         return []
     subject, text = render_digest_text(settings.templates_path, digest_rows(store), now,
                                        settings.admin.base_url, settings.tz)
+    to_complete, uncompleted = completion.digest_section(store, settings, now)
+    subject += f", {uncompleted} answered not completed" if uncompleted else ""
+    text += to_complete
+    quarantined, total = quarantined_since_last_digest(store)
+    if total:
+        subject += f", {total} quarantined"
+    text += quarantine_section(quarantined, total, settings) + "\n" + DIGEST_FOOTER
     if not dry_run and not _queue_digest(store, settings, calendar, recipients, subject,
                                          text, now):
         return []
@@ -150,6 +163,30 @@ def last_digest_date(store: Store) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
+def quarantined_since_last_digest(store: Store) -> tuple[list[dict], int]:
+    """Mail quarantined since the last digest (all of it before the first): the newest
+    :data:`MAX_QUARANTINE_LINES` rows, and how many there are."""
+    since = store.job_state(DIGEST_AT_KEY) or ""
+    total = store.count("processed", "outcome = 'quarantined' AND processed_at >= ?", (since,))
+    return (store.quarantined_since(since, MAX_QUARANTINE_LINES) if total else []), total
+
+
+def quarantine_section(rows: list[dict], total: int, settings: Settings) -> str:
+    """The digest's list of quarantined mail (pure; empty when there is none)."""
+    if not total:
+        return ""
+    lines = ["", f"Quarantined mail since the last digest: {total}. The bot did not answer "
+             "it; each one is still in the mailbox (datasette query \"quarantined\").", ""]
+    for row in rows:
+        when = from_iso(row["processed_at"]).astimezone(settings.tz)
+        lines.append(f"  {when:%Y-%m-%d %H:%M %Z}  {row['mailbox']} UID {row['uid']}"
+                     f"  {row['message_id'] or ''}")
+        lines.append(f"      {(row['reason'] or '')[:200]}")
+    if total > len(rows):
+        lines.append(f"  ... and {total - len(rows)} more.")
+    return "\n".join(lines) + "\n"
+
+
 def digest_recipients(settings: Settings) -> list[str]:
     """``staff.notify``, else ``escalation.to`` (never the bot itself)."""
     chosen = settings.staff.notify or settings.escalation.to
@@ -167,6 +204,7 @@ def _queue_digest(store: Store, settings: Settings, calendar: BusinessCalendar,
                       recipients=recipients, raw=bytes(message),
                       kind=MessageKind.NOTIFICATION.value, now=now)
         store.set_job_state(conn, DIGEST_STATE_KEY, calendar.company_day(now).isoformat(), now)
+        store.set_job_state(conn, DIGEST_AT_KEY, utc_iso(now), now)
         store.add_event(conn, None, now, "digest_sent", {"to": recipients})
     return True
 

@@ -20,20 +20,19 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.charset import BASE64, Charset
 from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
 from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import format_datetime as rfc2822_date
 from email.utils import formataddr, getaddresses
 from typing import Any
 
 from bot.config import Settings
+from bot.mail.echo import defanged, echoed_name, echoed_subject
+from bot.mail.mime import mail_body
 from bot.mail.render import render
+from bot.mail.wording import customer_context
 from bot.models import BOT_MESSAGE_ID_PREFIX, Category, InboundMail, Language, Triage
 
 # The single word a customer replies with, on its own line, when we got the category wrong.
@@ -158,8 +157,18 @@ def _local(moment: datetime | None, settings: Settings) -> datetime | None:
 
 
 def recipients_of(message: Message) -> list[str]:
-    """The To: addresses of a message built here."""
-    return [addr for _name, addr in getaddresses([str(message["To"])])]
+    """The To: addresses of a message built here (internationalised ones as text again)."""
+    to = next((str(v) for k, v in message.raw_items() if k.lower() == "to"), "")
+    return [_unescaped(addr) for _name, addr in getaddresses([to])]
+
+
+def _unescaped(value: str) -> str:
+    """Undo the surrogate escapes of a raw UTF-8 header value (see :func:`_formatted`)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
 
 
 def plain_text(message: Message) -> str:
@@ -168,13 +177,6 @@ def plain_text(message: Message) -> str:
         if part.get_content_type() == "text/plain":
             return part.get_payload(decode=True).decode("utf-8")
     return ""
-
-
-# The wire format: CRLF line ends; UTF-8 bodies in base64 (7-bit safe for any relay,
-# compact for Vietnamese, and encoded in C: quoted-printable cost twice as much).
-_WIRE_POLICY = policy.compat32.clone(linesep="\r\n")
-_UTF8 = Charset("utf-8")
-_UTF8.body_encoding = BASE64
 
 
 # -- building messages ---------------------------------------------------------------------
@@ -198,7 +200,7 @@ def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subje
     if own_id is None:
         raise ValueError(f"not a Message-ID: {message_id!r}")
     recipients = [to] if isinstance(to, str) else list(to)
-    msg = _body(text, html)
+    msg = mail_body(text, html)  # the wire format: bot.mail.mime
     msg["From"] = _formatted(from_addr, from_name)
     msg["To"] = ", ".join(_formatted(addr) for addr in recipients)
     if reply_to:
@@ -222,26 +224,41 @@ def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subje
     return msg
 
 
-def _body(text: str, html: str | None) -> Message:
-    """text/plain, or multipart/alternative with an HTML part; base64 UTF-8."""
-    plain = _text_part(text, "plain")
-    if not html:
-        return plain
-    msg = MIMEMultipart("alternative", _subparts=[plain, _text_part(html, "html")],
-                        policy=_WIRE_POLICY)
-    return msg
-
-
-def _text_part(content: str, subtype: str) -> Message:
-    part = MIMEText(content, subtype, _UTF8, policy=_WIRE_POLICY)
-    del part["MIME-Version"]  # only the top level carries it
-    return part
-
-
 def _formatted(addr: str, display_name: str = "") -> str:
-    """``Name <addr>`` (RFC 2047 for non-ASCII names) after :func:`_address` validation."""
+    """``Name <addr>`` (RFC 2047 for non-ASCII names) after :func:`_address` validation.
+
+    An internationalised address (RFC 6531/6532) is written as raw UTF-8: held in the
+    header as surrogate escapes, which the compat32 generator turns back into the UTF-8
+    bytes. Such mail can only be sent with SMTPUTF8 (the SMTP adapter checks).
+    """
+    if not clean_line(addr).isascii():
+        spec = _eai_address(addr).encode("utf-8").decode("ascii", "surrogateescape")
+        name = clean_line(display_name)
+        return f"{Header(name, 'utf-8').encode()} <{spec}>" if name else spec
     address = _address(addr, display_name)
     return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+
+
+def _eai_address(addr: str) -> str:
+    """A non-ASCII ``local@domain`` whose parts are dot-atoms of letters, marks, digits and
+    RFC 5322 atext; ValueError otherwise (no quoting, no spaces, no controls)."""
+    spec = clean_line(addr)
+    local, at, domain = spec.rpartition("@")
+    if not at or not _utf8_dot_atom(local, _ATEXT) or not _utf8_dot_atom(domain, "-") \
+            or "." not in domain:
+        raise ValueError(f"unusable mail address {addr!r}")
+    return spec
+
+
+_ATEXT = "!#$%&'*+/=?^_`{|}~-"
+
+
+def _utf8_dot_atom(text: str, ascii_extra: str) -> bool:
+    atoms = text.split(".")
+    return all(atom and all(
+        (c.isascii() and (c.isalnum() or c in ascii_extra))
+        or (not c.isascii() and unicodedata.category(c)[0] in "LMN") for c in atom)
+        for atom in atoms)
 
 
 def _header_text(value: str) -> str | Header:
@@ -260,9 +277,10 @@ def _address(addr: str, display_name: str = "") -> Address:
 
 
 def is_sendable_address(addr: str) -> bool:
-    """True if ``addr`` can be written into a To: header (see :func:`_address`)."""
+    """True if ``addr`` can be written into a To: header (see :func:`_address`; an
+    internationalised address counts: it is sent with SMTPUTF8 where the server offers it)."""
     try:
-        _address(addr)
+        _eai_address(addr) if not clean_line(addr).isascii() else _address(addr)
     except ValueError:
         return False
     return True
@@ -288,6 +306,7 @@ def _base_context(settings: Settings) -> dict[str, Any]:
         "bot_address": settings.bot.address,
         "policy_url": settings.bot.policy_url,
         "wrong_words": {lang.value: word for lang, word in WRONG_WORDS.items()},
+        **customer_context(settings),  # policy name, fee, owners: bot.mail.wording
     }
 
 
@@ -295,11 +314,12 @@ def customer_mail(settings: Settings, thread: CustomerThread, name: str,
                   context: Mapping[str, Any], *, message_id: str, date: datetime,
                   auto_submitted: str = "auto-replied") -> Message:
     """Render template ``name`` for ``thread`` and wrap it as a threaded reply."""
+    subject = echoed_subject(bare_subject(thread.ref, thread.original_subject))
     data = {
         **_base_context(settings), "ref": clean_line(thread.ref),
-        "customer_name": clean_line(thread.customer_name, 100),
+        "customer_name": echoed_name(clean_line(thread.customer_name)),
         "customer_email": clean_line(thread.customer_email),
-        "original_subject": bare_subject(thread.ref, thread.original_subject),
+        "original_subject": subject,
         **{key: _local(value, settings) if isinstance(value, datetime) else value
            for key, value in context.items()},
     }
@@ -310,7 +330,7 @@ def customer_mail(settings: Settings, thread: CustomerThread, name: str,
     return build_mail(
         from_name=settings.bot.display_name, from_addr=settings.bot.address,
         to=thread.customer_email,
-        subject=ticket_subject(thread.ref, thread.original_subject, first),
+        subject=ticket_subject(thread.ref, subject, first),
         text=text, html=html, message_id=message_id, date=date,
         in_reply_to=thread.in_reply_to, references=thread.references, languages=languages,
         auto_submitted=auto_submitted)
@@ -321,28 +341,22 @@ def acknowledgement(settings: Settings, *, ref: str, category: Category | None,
                     customer_email: str, original_subject: str, received_at: datetime,
                     due_at: datetime, verification_code: str | None,
                     code_expires_at: datetime | None, in_reply_to: str | None,
-                    references: Sequence[str], message_id: str,
-                    date: datetime) -> Message:
-    """The first reply to a new ticket; ``category=None`` sends the generic one."""
+                    references: Sequence[str], message_id: str, date: datetime,
+                    kind: str | None = None, extra: Mapping[str, Any] | None = None) -> Message:
+    """The first reply to a new ticket; ``category=None`` sends the generic one, ``kind``
+    (e.g. opt_out: no code) ``ack_<kind>``; ``extra``: bot.mail.wording's facts."""
     verification = None
-    if category in VERIFIED_CATEGORIES:
+    if category in VERIFIED_CATEGORIES and not kind:
         if not verification_code or code_expires_at is None:
             raise ValueError(f"{category} acknowledgement needs a code and its expiry")
-        verification = {"code": clean_line(verification_code),
-                        "expires_at": _local(code_expires_at, settings),
-                        "max_attempts": settings.verification.max_attempts}
+        verification = {"code": clean_line(verification_code), "expires_at": _local(
+            code_expires_at, settings), "max_attempts": settings.verification.max_attempts}
     context = {
         "category": category.value if category else None, "received_at": received_at,
-        "due_at": due_at, "verification": verification,
-        "complaints_owner": settings.bot.complaints_owner,
-        "complaints_owner_vi": settings.bot.complaints_owner_vi,
-        "fee": settings.disclosure.fee,
-        "payment_instructions": settings.disclosure.payment_instructions,
-        "payment_instructions_vi": settings.disclosure.payment_instructions_vi,
-    }
+        "due_at": due_at, "verification": verification, **(extra or {})}
     thread = CustomerThread(ref, language, customer_email, customer_name, original_subject,
                             in_reply_to, tuple(references), bilingual)
-    name = f"ack_{category.value}" if category else GENERIC_ACK
+    name = f"ack_{kind}" if kind else f"ack_{category.value}" if category else GENERIC_ACK
     return customer_mail(settings, thread, name, context, message_id=message_id, date=date)
 
 
@@ -405,10 +419,19 @@ def staff_notification(settings: Settings, *, ref: str, triage: Triage, mail: In
                        message_id: str, date: datetime, received_at: datetime | None = None,
                        followup: bool = False, reply_to: str | None = None,
                        in_reply_to: str | None = None,
-                       references: Sequence[str] = ()) -> Message:
-    """Tell staff about a new ticket or a follow-up, and how to act on it (English)."""
+                       references: Sequence[str] = (), status: str = "open",
+                       reopened: bool = False, notes: Sequence[str] = ()) -> Message:
+    """Tell staff about a new ticket or a follow-up, and how to act on it (English).
+
+    The values are the ticket's state AFTER the mail was applied; ``reopened`` says the
+    customer's mail reopened a closed ticket."""
     context = {
         **_base_context(settings), "ref": clean_line(ref), "followup": followup,
+        "status": clean_line(status), "reopened": reopened,
+        "notes": [clean_line(note, 300) for note in notes],  # what staff must do first
+        "review_reasons": [clean_line(r, 120) for r in triage.review_reasons],
+        "top_terms": [clean_line(t, 40) for t in triage.top_terms],
+        "model_version": clean_line(triage.model_version, 40),
         "category": triage.category.value, "language": triage.language.value,
         "bilingual": triage.bilingual, "confidence": round(triage.confidence * 100),
         "cues": [clean_line(cue, 80) for cue in triage.cues],
@@ -417,16 +440,18 @@ def staff_notification(settings: Settings, *, ref: str, triage: Triage, mail: In
         "received_at": _local(received_at or _aware_or_none(mail.date), settings),
         "verification_status": clean_line(verification_status),
         "customer_name": clean_line(mail.from_name, 100),
-        "customer_email": clean_line(mail.from_addr), "subject": clean_line(mail.subject, 300),
+        "customer_email": clean_line(mail.from_addr),
+        "subject": defanged(clean_line(mail.subject, 300)),
         "new_text": _shortened(clean_text(mail.new_text).strip(), MAX_QUOTED),
         "attachments": [{"filename": clean_line(a.filename, 200),
                          "content_type": clean_line(a.content_type, 100), "size": a.size}
                         for a in mail.attachments],
     }
     text, html = render(settings.templates_path, "staff_notification", Language.EN, context)
-    label = "Follow-up" if followup else f"New {triage.category.value}"
+    label = ("Reopened by the customer" if reopened else "Follow-up") if followup \
+        else f"New {triage.category.value}"
     review = " NEEDS REVIEW" if triage.needs_review else ""
-    bare = bare_subject(ref, mail.subject) or "(no subject)"
+    bare = defanged(bare_subject(ref, mail.subject)) or "(no subject)"
     return internal_mail(
         settings, to=to,
         subject=f"[{clean_line(ref)}] {label}{review} ({triage.language.value}): {bare}",

@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 from markupsafe import Markup, escape
@@ -22,22 +23,34 @@ from bot.models import Language
 _EN_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
               "September", "October", "November", "December")
 _VI_ZONES = {"Asia/Tokyo": "giờ Nhật Bản", "Asia/Ho_Chi_Minh": "giờ Việt Nam"}
+_VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")  # Vietnamese readers also get the time there
 _NBSP = "\u00a0"  # textwrap only breaks at ASCII whitespace
 _BLOCK_TAG = re.compile(r"<(?:p|div|ul|ol|h\d|blockquote|table|pre)\b")
 
 
 def format_datetime(moment: datetime, language: Language | str) -> str:
-    """en ``24 November 2026, 12:00 (JST)``; vi ``12:00 ngày 24/11/2026 (giờ Nhật Bản)``."""
+    """en ``24 November 2026, 12:00 (JST)``; vi ``12:00 ngày 24/11/2026 (giờ Nhật Bản),
+    tức 10:00 giờ Việt Nam`` (the Vietnam time is added unless the zone is Vietnam's)."""
     if language == Language.VI:
-        zone = _VI_ZONES.get(getattr(moment.tzinfo, "key", ""), f"giờ {moment.tzname()}")
-        return f"{moment:%H:%M} ngày {moment:%d/%m/%Y} ({zone})"
+        key = getattr(moment.tzinfo, "key", "")
+        zone = _VI_ZONES.get(key, f"giờ {moment.tzname()}")
+        text = f"{moment:%H:%M} ngày {moment:%d/%m/%Y} ({zone})"
+        if key == _VIETNAM.key:
+            return text
+        there = moment.astimezone(_VIETNAM)
+        day = "" if there.date() == moment.date() else f" ngày {there:%d/%m/%Y}"
+        return f"{text}, tức {there:%H:%M}{day} giờ Việt Nam"
     return f"{format_date(moment, language)}, {moment:%H:%M} ({moment.tzname()})"
 
 
 def format_date(moment: datetime, language: Language | str) -> str:
-    """en ``8 December 2026``; vi ``08/12/2026`` (templates write "ngày" before it)."""
+    """en ``8 December 2026``; vi ``08/12/2026`` (templates write "ngày" before it), with
+    the Vietnam date after it when that is another day."""
     if language == Language.VI:
-        return f"{moment:%d/%m/%Y}"
+        there = moment.astimezone(_VIETNAM) if moment.tzinfo else moment
+        if there.date() == moment.date():
+            return f"{moment:%d/%m/%Y}"
+        return f"{moment:%d/%m/%Y} ({there:%d/%m/%Y} giờ Việt Nam)"
     return f"{moment.day} {_EN_MONTHS[moment.month - 1]} {moment.year}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -47,7 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="long-running worker (IDLE/poll + scheduled jobs)")
     run.set_defaults(handler=cmd_run)
     once = commands.add_parser("once", help="process all new mail, flush outbox, escalate, exit")
+    once.add_argument("--since", type=_since, metavar="DATE",
+                      help="also import earlier mail that arrived from DATE on (tickets and "
+                           "acknowledgements); DATE is ISO 8601, in bot.timezone without offset")
     once.set_defaults(handler=cmd_once)
+    inspect = commands.add_parser("inspect", help="what the bot reads in .eml files "
+                                  "(sender, text, quote, attachments, machine mail, triage)")
+    inspect.add_argument("--json", action="store_true", help="one JSON object per line")
+    inspect.add_argument("files", nargs="+", metavar="FILE.eml")
+    inspect.set_defaults(handler=cmd_inspect)
 
     classify = commands.add_parser("classify", help="triage .eml files (no mail is sent)")
     classify.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -59,12 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     escalate.add_argument("--dry-run", action="store_true", help="print, send nothing")
     escalate.set_defaults(handler=cmd_escalate)
 
+    tick = commands.add_parser("tick", help="every time-driven pass once, then flush the outbox")
+    tick.add_argument("--now", type=_iso_datetime, help="pretend it is this ISO 8601 time")
+    tick.add_argument("--dry-run", action="store_true",
+                      help="print what would be sent; write nothing, create no database")
+    tick.set_defaults(handler=cmd_tick)
+
     demo = commands.add_parser("demo", help="embedded local mail system + sample mail")
     demo.add_argument("--exit-after-samples", action="store_true",
                       help="stop once every sample is answered (for tests)")
     demo.add_argument("--dir", type=Path, default=None,
                       help="folder for the demo config, database and log (default: state/demo)")
     demo.set_defaults(handler=cmd_demo)
+
+    train = commands.add_parser("train", help="rebuild the triage model from the shipped "
+                                "corpus and the labelled tickets in the database")
+    train.set_defaults(handler=cmd_train)
 
     check = commands.add_parser("check", help="validate config, mail servers, database, "
                                 "templates; exit 0 only if all pass")
@@ -74,40 +93,81 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_admin_commands(commands: argparse._SubParsersAction) -> None:
-    """Admin view and data-protection commands; their handlers live in bot.ops.admin."""
-    from bot.ops import admin
-
+    """Admin view and data-protection commands; their handlers live in bot.ops.admin
+    (imported only when one of them runs: it pulls in the store, which `classify` and
+    `--help` do not need)."""
     serve = commands.add_parser("admin", help="datasette on the ticket database (read-only)")
     serve.add_argument("--host", help="bind address (default: admin.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: admin.port, 8001)")
-    serve.set_defaults(handler=admin.cmd_admin)
+    serve.set_defaults(handler=_admin_handler("cmd_admin"))
     export = commands.add_parser("export", help="a ticket's full history as JSON")
     export.add_argument("ref", metavar="REF")
-    export.set_defaults(handler=admin.cmd_export)
+    export.set_defaults(handler=_admin_handler("cmd_export"))
     purge = commands.add_parser("purge", help="redact tickets closed longer than "
                                 "retention.days_after_close")
     purge.add_argument("--dry-run", action="store_true", help="list, change nothing")
-    purge.set_defaults(handler=admin.cmd_purge)
+    purge.set_defaults(handler=_admin_handler("cmd_purge"))
     forget = commands.add_parser("forget", help="redact everything about one customer")
     forget.add_argument("email", metavar="EMAIL")
     forget.add_argument("--force", action="store_true",
                         help="also when a ticket is open (it is closed)")
-    forget.set_defaults(handler=admin.cmd_forget)
+    forget.add_argument("--vacuum", action="store_true",
+                        help="also rebuild the database file (VACUUM; see README)")
+    forget.set_defaults(handler=_admin_handler("cmd_forget"))
+
+
+def _admin_handler(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from bot.ops import admin
+
+        return getattr(admin, name)(args)
+    return run
+
+
+# Protocol traces hold whole mails (imapclient routes imaplib's debug output, every FETCH
+# line, to "imapclient.imaplib"; aiosmtpd in the demo logs DATA lines to "mail.log"): never
+# on, not even with -v. The IMAP adapter also turns imaplib's tracing off at the source.
+_PROTOCOL_LOGGERS = ("imapclient", "mail.log")
+_NOISY_LOGGERS = ("apscheduler", "aiosmtplib")
 
 
 def setup_logging(verbose: bool) -> None:
-    """Logs go to stderr; INFO never contains message bodies or secrets."""
+    """Logs go to stderr; no level, not even -v (DEBUG), logs message bodies or secrets."""
     logging.basicConfig(
         stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("apscheduler", "imapclient", "aiosmtplib", "mail.log"):
+    for noisy in _NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for protocol in _PROTOCOL_LOGGERS:
+        logging.getLogger(protocol).setLevel(logging.WARNING)
+
+
+def owner_only_folder(folder: Path) -> None:
+    """Create ``folder`` and any missing parent 0700, or make an existing one of ours 0700.
+
+    The database folder holds personal data (tickets.db, -wal, -shm, lock, heartbeat). A
+    checkout's ``state/`` is 0755 (git keeps no folder modes), so creating new folders
+    0700 is not enough. The home directory and "/" are never changed, only reported.
+    """
+    folder = folder.resolve()
+    for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)
+    stat = folder.stat()
+    if not stat.st_mode & 0o077:
+        return
+    if stat.st_uid == os.getuid() and folder not in (Path.home().resolve(), Path("/")):
+        folder.chmod(0o700)
+        log.info("made %s owner-only (mode was %o)", folder, stat.st_mode & 0o777)
+    else:
+        log.warning("%s is readable by others (mode %o): chmod 700 it", folder,
+                    stat.st_mode & 0o777)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_config(args.config)
     from bot.ops.worker import Worker, worker_lock  # after config: bad config fails fast
 
+    owner_only_folder(settings.database_path.parent)
     with worker_lock(settings.database_path):
         worker = Worker(settings)
         _stop_on_signals(worker.stop)
@@ -121,40 +181,65 @@ def cmd_once(args: argparse.Namespace) -> int:
     settings = load_config(args.config)
     from bot.ops.worker import Worker, worker_lock  # after config: bad config fails fast
 
+    owner_only_folder(settings.database_path.parent)
     with worker_lock(settings.database_path):
         worker = Worker(settings)
         _stop_on_signals(worker.stop)
         try:
-            count = worker.once()
+            since = args.since
+            count = worker.once(since.replace(tzinfo=settings.tz)
+                                if since and since.tzinfo is None else since)
         finally:
             worker.store.close()
     log.info("once: %d new message(s) handled", count)
     return EXIT_OK
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from bot.ops.classify_files import classify_file
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = load_config(args.config, require_secrets=False)
+    from bot.adapters.store import Store
+    from bot.ops.training import train_company_model
 
+    store = Store(settings.database_path)
+    try:
+        train_company_model(store, settings)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _each_file(args: argparse.Namespace, read, as_text) -> int:
+    """``classify``/``inspect``: one result per file, JSON or text; unreadable files are
+    reported on stderr and make the exit code 1, the others are still shown."""
     settings = _optional_settings(args)
     failures = 0
     for name in args.files:
         try:
-            result = classify_file(Path(name), settings)
+            result = read(Path(name), settings)
         except OSError as exc:
             print(f"inquiry-bot: {name}: {exc.strerror}", file=sys.stderr)
             failures += 1
             continue
-        print(json.dumps(result, ensure_ascii=False) if args.json else _classify_line(result))
+        print(json.dumps(result, ensure_ascii=False) if args.json else as_text(result))
     return EXIT_FAILURE if failures else EXIT_OK
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from bot.ops.classify_files import classify_file
+
+    return _each_file(args, classify_file, _classify_line)
 
 
 def cmd_escalate(args: argparse.Namespace) -> int:
     from bot.adapters.store import Store
     from bot.flows import escalation
+    from bot.ops.tick import real_time_store
     from bot.ops.worker import utcnow
 
     settings = load_config(args.config, require_secrets=not args.dry_run)
-    store = Store(settings.database_path)
+    # Mail is dated with the real clock, so a pretend --now never holds it back.
+    store = (Store(settings.database_path) if args.dry_run
+             else real_time_store(settings.database_path))
     try:
         lines = escalation.run_all(store, settings, args.now or utcnow(), dry_run=args.dry_run)
     finally:
@@ -164,9 +249,34 @@ def cmd_escalate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from bot.ops.demo import run_demo
+def cmd_tick(args: argparse.Namespace) -> int:
+    from bot.ops.tick import tick
+    from bot.ops.worker import AlreadyRunning, worker_lock
 
+    settings = load_config(args.config, require_secrets=not args.dry_run)
+    if args.dry_run:
+        lines = tick(settings, args.now, dry_run=True)
+    else:
+        owner_only_folder(settings.database_path.parent)
+        try:
+            with worker_lock(settings.database_path):
+                lines = tick(settings, args.now, dry_run=False)
+        except AlreadyRunning:  # the worker owns the outbox: it sends what the passes queue
+            lines = tick(settings, args.now, dry_run=False, can_send=lambda: False)
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.ops.demo import DEFAULT_DIR, DEMO_EXTRA_MESSAGE, missing_demo_extra, run_demo
+
+    if missing_demo_extra():  # before any folder is made: a clear message, not a traceback
+        print(f"inquiry-bot: {DEMO_EXTRA_MESSAGE}", file=sys.stderr)
+        return EXIT_USAGE
+    owner_only_folder(args.dir or DEFAULT_DIR)
+    if args.dir is None:
+        owner_only_folder(DEFAULT_DIR.parent)  # the checkout's state/
     return run_demo(exit_after_samples=args.exit_after_samples, directory=args.dir)
 
 
@@ -192,6 +302,19 @@ def _classify_line(result: dict) -> str:
     review = "\tneeds-review" if result.get("needs_review") else ""
     return (f"{result['file']}\t{result['category']}\t{result['language']}\t"
             f"{result['confidence']:.2f}{review}")
+
+
+def _since(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date: {value!r}") from None
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from bot.ops.inspect import inspect_file, text_report
+
+    return _each_file(args, inspect_file, text_report)
 
 
 def _iso_datetime(value: str) -> datetime:

@@ -4,6 +4,11 @@ Named steps (rq-style): ``ingest`` (checkpoint -> new UIDs -> fetch in bounded b
 handle each), ``flush`` (outbox -> SMTP), ``escalate`` (overdue scan). ``run`` repeats
 them with IDLE/poll waits and reconnects with capped exponential backoff; ``once`` does
 each step one time.
+
+Before a mail is handled, its start is written to the ``attempts`` table in a transaction
+of its own. A mail that two earlier workers started and never finished (the process died:
+killed, out of memory) is quarantined with a staff notice instead of being handled a third
+time, so one poison mail cannot stop the mailbox.
 """
 
 from __future__ import annotations
@@ -11,21 +16,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.adapters import outbox
+from bot.adapters import oauth, outbox
 from bot.adapters.imap import CONNECTION_ERRORS, Mailbox
 from bot.adapters.store import Store, StoreUnavailable
 from bot.config import Settings
 from bot.errors import BotError, TransientError
-from bot.flows import audit, escalation, notify_limits, verification
+from bot.flows import audit, completion, escalation, first_run, notify_limits, verification
 from bot.flows.service import Handled, Service, too_large_reason
 from bot.models import MessageSource
 
@@ -40,6 +46,11 @@ DIGEST_GRACE_SECONDS = 600
 # Held staff notices (a flood from one sender) are summarized at most hourly per sender;
 # checking every few minutes keeps the first summary of a flood prompt.
 SUMMARY_MINUTES = 5
+# A mail started by this many workers that never finished it is not started again.
+MAX_STARTS = 2
+# Test hook (never set in production): a mail containing this text makes handling hang
+# until the worker is told to stop, so a test can kill the worker in the middle of a mail.
+HANG_ENV = "INQUIRY_BOT_TEST_HANG_ON"
 
 
 def utcnow() -> datetime:
@@ -90,15 +101,18 @@ class Worker:
         self.store = Store(settings.database_path, settings.storage.max_page_count)
         self.service = Service(self.store, settings)
         self.stop = threading.Event()
+        self.worker_id = secrets.token_hex(8)  # tells this process's starts from others'
         self._wake_flush: Callable[[], None] = lambda: None
         self._thread_stores = threading.local()  # one connection per scheduler thread
+        self.intake = first_run.Intake()  # this ingest pass's first-run rules and tally
 
     # -- commands -------------------------------------------------------------------------
-    def once(self) -> int:
-        """Fetch and process all new mail, flush the outbox, one escalation pass."""
-        mailbox = Mailbox(self.settings.mailbox, self.settings.imap_password)
+    def once(self, since: datetime | None = None) -> int:
+        """Fetch and process all new mail, flush the outbox, one escalation pass.
+        ``since``: also import earlier mail that arrived from then on (tickets and acks)."""
+        mailbox = Mailbox(self.settings.mailbox, oauth.credential(self.settings, "imap"))
         try:
-            count = self.ingest(mailbox)
+            count = self.ingest(mailbox, since)
         finally:
             mailbox.close()
         self.summarize()
@@ -129,7 +143,7 @@ class Worker:
             self.store.close()
 
     def _session(self, backoff: Backoff) -> None:
-        mailbox = Mailbox(self.settings.mailbox, self.settings.imap_password)
+        mailbox = Mailbox(self.settings.mailbox, oauth.credential(self.settings, "imap"))
         log.info("connected to %s:%s/%s (uidvalidity %s, %s)", self.settings.mailbox.host,
                  self.settings.mailbox.port, mailbox.folder.name, mailbox.folder.uidvalidity,
                  "IDLE" if mailbox.can_idle else f"poll {self.settings.mailbox.poll_seconds}s")
@@ -144,10 +158,11 @@ class Worker:
             mailbox.close()
 
     # -- steps ----------------------------------------------------------------------------
-    def ingest(self, mailbox: Mailbox) -> int:
+    def ingest(self, mailbox: Mailbox, since: datetime | None = None) -> int:
         """Process every message not yet taken; return how many were handled now."""
         folder = mailbox.folder
-        last_uid = self._last_uid(folder.name, folder.uidvalidity)
+        self.intake = first_run.Intake.of(self.store, self.settings, folder, self.clock(), since)
+        last_uid = 0 if since else self._last_uid(folder.name, folder.uidvalidity)
         uids = mailbox.uids_after(last_uid)
         done = self.store.processed_uids(folder.name, folder.uidvalidity, uids)
         todo = [uid for uid in uids if uid not in done]
@@ -158,35 +173,70 @@ class Worker:
             if self.stop.is_set():
                 break
             handled += self._handle_batch(mailbox, batch, sizes)
+        self.intake.finish(self.store, self.settings, folder, self.clock())
         return handled
 
     def _handle_batch(self, mailbox: Mailbox, batch: list[int], sizes: dict[int, int]) -> int:
         limit = self.settings.limits.max_message_bytes
         small = [uid for uid in batch if sizes.get(uid, 0) <= limit]
         raws = mailbox.fetch_raw(small)
+        arrived = first_run.internal_dates(mailbox, small)
         for uid in batch:
             if self.stop.is_set():
                 return 0
             source = MessageSource(mailbox.folder.name, mailbox.folder.uidvalidity, uid)
-            if uid in raws:
-                self._handle_one(mailbox, source, raws.pop(uid))
+            if self._crashed_before(mailbox, source, raws.get(uid)):
+                raws.pop(uid, None)
+            elif uid in raws:
+                self._handle_one(mailbox, source, raws.pop(uid), arrived.get(uid))
             elif sizes.get(uid, 0) > limit:
                 self._too_large(mailbox, source, sizes[uid])
             else:
                 self._fail(mailbox, source, None, "not-fetched: the server returned no data")
         return len(batch)
 
-    def _handle_one(self, mailbox: Mailbox, source: MessageSource, raw: bytes) -> None:
+    def _crashed_before(self, mailbox: Mailbox, source: MessageSource,
+                        raw: bytes | None) -> bool:
+        """Record this start; quarantine the mail instead if earlier workers died on it."""
+        starts = self.store.start_attempt(source, self.worker_id, self.clock())
+        if starts <= MAX_STARTS:
+            return False
+        started = time.perf_counter()
+        log.warning("uid %s: started %d times without finishing: quarantined", source.uid,
+                    starts - 1)
+        result = self.service.quarantine_crashed(source, raw, starts, self.clock(),
+                                                 self._copy_to_quarantine(mailbox, source))
+        _log_result(source, result, started)
+        return True
+
+    def _handle_one(self, mailbox: Mailbox, source: MessageSource, raw: bytes,
+                    arrived: datetime | None = None) -> None:
         started = time.perf_counter()
         try:
-            result = self.service.handle(source, raw, self.clock())
+            self._test_hang(raw)
+            result = self.service.handle(source, raw, self.clock(), arrived, self.intake.policy)
+            self.intake.count(result)
         except StoreUnavailable:
+            self._undo_start(source)
             raise  # never mark as done what could not be recorded
         except Exception as exc:  # noqa: BLE001 - any bug in one mail must not stop the worker
             log.warning("uid %s: cannot process (%s: %s)", source.uid, type(exc).__name__, exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))
-            result = self._fail(mailbox, source, raw, f"error: {type(exc).__name__}: {exc}")
+            result = self._fail(mailbox, source, raw, f"error: {type(exc).__name__}: {exc}",
+                                type(exc).__name__)
         _log_result(source, result, started)
+
+    def _undo_start(self, source: MessageSource) -> None:
+        """The database failed, the worker did not die: this start must not count."""
+        # If even that fails, the start counts: at worst one kill fewer quarantines the mail.
+        with suppress(StoreUnavailable):
+            self.store.undo_attempt(source, self.worker_id)
+
+    def _test_hang(self, raw: bytes) -> None:
+        marker = os.environ.get(HANG_ENV, "").encode()
+        if marker and marker in raw:
+            log.warning("%s is set and the mail matches: hanging until stopped", HANG_ENV)
+            self.stop.wait()
 
     def _too_large(self, mailbox: Mailbox, source: MessageSource, size: int) -> None:
         """Over ``limits.max_message_bytes``: never loaded; acknowledged from its header."""
@@ -205,13 +255,18 @@ class Worker:
         _log_result(source, result, started)
 
     def _fail(self, mailbox: Mailbox, source: MessageSource, raw: bytes | None,
-              reason: str) -> Handled:
-        copied = False
+              reason: str, error_class: str = "error") -> Handled:
+        copied = self._copy_to_quarantine(mailbox, source)
+        return self.service.record_failure(source, raw, reason, self.clock(), copied,
+                                           error_class)
+
+    @staticmethod
+    def _copy_to_quarantine(mailbox: Mailbox, source: MessageSource) -> bool:
         try:
-            copied = mailbox.quarantine(source.uid)
+            return mailbox.quarantine(source.uid)
         except CONNECTION_ERRORS as exc:
             log.warning("uid %s: quarantine copy failed: %s", source.uid, exc)
-        return self.service.record_failure(source, raw, reason, self.clock(), copied)
+            return False
 
     def _last_uid(self, folder: str, uidvalidity: int) -> int:
         checkpoint = self.store.checkpoint(folder)
@@ -229,8 +284,9 @@ class Worker:
         return outbox.flush(store or self.store, self.settings, self.clock)
 
     def escalate(self, store: Store | None = None) -> None:
-        """One escalation pass (see bot.flows.escalation)."""
+        """One escalation pass and one completion pass (bot.flows.escalation, .completion)."""
         escalation.run_pass(store or self.store, self.settings, self.clock(), dry_run=False)
+        completion.run_pass(store or self.store, self.settings, self.clock(), dry_run=False)
 
     def verify(self, store: Store | None = None) -> None:
         """One verification pass: reminders and closing expired requests."""

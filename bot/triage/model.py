@@ -10,11 +10,13 @@ float32 arrays, so loading it takes milliseconds, not a parse of 20,000 JSON lis
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 import math
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import mul
 
 from bot.triage.features import bigrams, token_features, tokens
 
@@ -52,7 +54,7 @@ class Model:
     meta: dict = field(default_factory=dict)
     _known: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
-    _weight_rows: list[tuple[float, ...]] = field(default_factory=list, repr=False)
+    _weight_columns: list[list[float]] = field(default_factory=list, repr=False)
 
     @property
     def terms(self) -> dict[str, int]:
@@ -83,10 +85,9 @@ class Model:
     def predict(self, text: str, explain: int = 0) -> Prediction:
         """Probabilities for ``text`` (see :func:`bot.triage.features.model_text`)."""
         weighted = self._tfidf(text)
-        rows = self._rows()
-        scores = list(self.intercepts)
-        for row, value in weighted.items():
-            scores = [s + value * w for s, w in zip(scores, rows[row], strict=True)]
+        rows, values = list(weighted), list(weighted.values())
+        scores = [bias + sum(map(mul, values, map(column.__getitem__, rows)))
+                  for bias, column in zip(self.intercepts, self._columns(), strict=True)]
         result = dict(zip(self.classes, _softmax(scores), strict=True))
         return Prediction(result, self._top_terms(weighted, result, explain) if explain else ())
 
@@ -100,15 +101,14 @@ class Model:
         norm = math.sqrt(sum(v * v for v in raw.values())) or 1.0
         return {row: v / norm for row, v in raw.items()}
 
-    def _rows(self) -> list[tuple[float, ...]]:
-        """Class weights per row as tuples (built once: indexing a flat array per weight
-        costs more than the arithmetic)."""
-        if not self._weight_rows:
+    def _columns(self) -> list[list[float]]:
+        """One list of weights per class, indexed by row (built once), so a score is one
+        ``sum(map(...))`` in C rather than a Python loop per feature."""
+        if not self._weight_columns:
             width = len(self.classes)
             flat = self.weights.tolist()
-            self._weight_rows.extend(tuple(flat[i:i + width])
-                                     for i in range(0, len(flat), width))
-        return self._weight_rows
+            self._weight_columns.extend(flat[k::width] for k in range(width))
+        return self._weight_columns
 
     def _rows_of(self, token: str) -> tuple[int, ...]:
         """Rows of the token's known features; cached, since words repeat across mail."""
@@ -123,8 +123,11 @@ class Model:
     def _top_terms(self, weighted: dict[int, float], probabilities: dict[str, float],
                    limit: int) -> tuple[str, ...]:
         k = self.classes.index(max(probabilities, key=probabilities.__getitem__))
-        pushes = sorted(((v * self._rows()[row][k], row)
-                         for row, v in weighted.items()), reverse=True)[:limit]
+        column = self._columns()[k]
+        rows = list(weighted)
+        pushes = heapq.nlargest(limit, zip(map(mul, weighted.values(),
+                                               map(column.__getitem__, rows)), rows,
+                                           strict=True))
         if pushes and not self._names:
             self._names.extend(sorted(self.index, key=self.index.__getitem__))
         return tuple(dict.fromkeys(self._names[row].split(":", 1)[1].strip()
