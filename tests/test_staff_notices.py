@@ -47,3 +47,17 @@ def test_new_ticket_notice_explains_a_review(tmp_path):
 
     notice = desk.staff_mail("NEEDS REVIEW")
     assert "Why review: " in text_of(notice) and "too little text" in text_of(notice)
+
+
+def test_mail_without_a_usable_sender_is_a_review_ticket_and_gets_no_reply(tmp_path):
+    desk = Desk(tmp_path)
+    raw = (b"From: nobody-here\r\nTo: contact@cijidas.jp\r\nSubject: help\r\n"
+           b"Message-ID: <x1@example.com>\r\n\r\nPlease delete my account.\r\n")
+
+    desk.receive(raw, T0)
+
+    [ticket] = desk.store.rows("SELECT customer_email, needs_review FROM tickets")
+    assert ticket == {"customer_email": "", "needs_review": 1}
+    kinds = [r["kind"] for r in desk.store.rows("SELECT kind FROM outbox")]
+    assert kinds == ["notification"]
+    assert "no usable sender address" in text_of(desk.staff_mail("NEEDS REVIEW"))

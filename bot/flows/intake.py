@@ -84,6 +84,9 @@ def open_ticket(ctx: Context, conn: sqlite3.Connection, source: MessageSource, k
 def _assess(ctx: Context, mail: InboundMail, too_large: bool) -> tuple[Triage, RequestPlan]:
     """Triage and the request plan; a mail read from its header only is only reviewed."""
     result = triage_mail(ctx, mail)
+    if not mail.from_addr:  # nobody to answer or verify: staff decide what to do with it
+        result = replace(result, needs_review=True,
+                         review_reasons=(*result.review_reasons, "no usable sender address"))
     if too_large:
         return replace(result, needs_review=True), plan_request(
             result.category.value, needs_review=True, readable=False)

@@ -173,7 +173,11 @@ def run_admin(settings: Settings, host: str | None = None, port: int | None = No
 def write_metadata_file(database: Path, metadata: dict[str, Any]) -> Path:
     """The launch-time metadata as JSON beside the database (rewritten at each launch)."""
     path = database.with_name(f"{database.stem}.datasette.json")
-    path.write_text(json.dumps(metadata, ensure_ascii=False, indent=1), encoding="utf-8")
+    # Owner-only like the database beside it, whatever the caller's umask.
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(metadata, ensure_ascii=False, indent=1))
     return path
 
 
