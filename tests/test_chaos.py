@@ -60,7 +60,17 @@ def _assert_nothing_lost(db: Path, received: list, total: int, humans: set[str])
     """The invariants after any fault; returns the number of duplicate sends."""
     assert scalar(db, "SELECT count(*) FROM processed") == total
     assert scalar(db, "SELECT count(DISTINCT uid) FROM processed") == total
-    expected = [("ignored", total - len(humans)), ("ticket", len(humans))]
+    # Two kills that land on the same mail look exactly like a mail that crashes the worker:
+    # by design it is then quarantined (recorded, staff told), not retried forever.
+    crashed = {f"c{uid - 1}@example.org" for (uid,) in query(
+        db, "SELECT uid FROM processed WHERE outcome = 'quarantined' "
+            "AND reason LIKE 'crashed the worker%'")}
+    assert crashed <= humans
+    assert scalar(db, "SELECT count(*) FROM events WHERE type = 'message_quarantined'") == \
+        len(crashed)
+    humans = humans - crashed
+    expected = [("ignored", total - len(humans) - len(crashed)),
+                ("quarantined", len(crashed)), ("ticket", len(humans))]
     assert query(db, "SELECT outcome, count(*) FROM processed GROUP BY outcome "
                      "ORDER BY outcome") == [row for row in expected if row[1]]
     assert scalar(db, "SELECT count(*) FROM tickets") == len(humans)
@@ -73,7 +83,8 @@ def _assert_nothing_lost(db: Path, received: list, total: int, humans: set[str])
                       "AND o.status = 'sent')") == 0
     sent_ids = [_message_id(r.raw) for r in received]
     assert set(acks) <= set(sent_ids)
-    assert {rcpt for r in received for rcpt in r.rcpt_tos} == humans
+    customers = {rcpt for r in received for rcpt in r.rcpt_tos if rcpt.endswith("@example.org")}
+    assert customers == humans  # (staff and the DPO may hear of a quarantined mail)
     return len(sent_ids) - len(set(sent_ids))
 
 
@@ -119,8 +130,9 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, imap_server, smtp_ser
     connected = log.read_text().count("connected to")
     worker = start_worker(config, log)
     try:
-        wait_until(lambda: scalar(db, "SELECT count(*) FROM outbox WHERE status = 'sent'")
-                   == len(humans), 180, "every acknowledgement to be sent")
+        wait_until(lambda: scalar(db, "SELECT count(*) FROM processed") == MESSAGES
+                   and scalar(db, "SELECT count(*) FROM outbox WHERE status = 'pending'") == 0,
+                   180, "every mail to be taken and every acknowledgement sent")
         # SIGTERM is handled once the worker runs (before that Python's default applies).
         wait_until(lambda: log.read_text().count("connected to") > connected, 30, "restart")
     finally:
