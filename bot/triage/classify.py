@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bot.models import Category
 from bot.triage.lexicon import CONTRAST, HYPOTHETICAL, NEGATORS, PAST_PASSIVE, RULES
@@ -59,14 +60,19 @@ COMPILED = tuple(Rule(Category(c), w, k, re.compile(p)) for c, w, k, p in RULES)
 
 def classify(subject: str, text: str) -> tuple[Category, float, tuple[str, ...]]:
     """Category, confidence (0..1) and human-readable cues for one mail."""
-    hits = _hits(clean_subject(subject), SUBJECT_WEIGHT) + _hits(text, 1.0)
-    return _classify_hits(hits)
+    return _classify_hits(list(_mail_hits(subject, text)))
+
+
+@lru_cache(maxsize=4)
+def _mail_hits(subject: str, text: str) -> tuple[Hit, ...]:
+    """Every rule hit of one mail; cached because triage asks twice (category, negations)."""
+    return tuple(_hits(clean_subject(subject), SUBJECT_WEIGHT) + _hits(text, 1.0))
 
 
 def negated_requests(subject: str, text: str) -> frozenset[Category]:
     """Request categories whose phrases occur only negated, conditional or in the past
     ("I'm not asking you to delete anything"): a model reading that word is misled."""
-    hits = _hits(clean_subject(subject), SUBJECT_WEIGHT) + _hits(text, 1.0)
+    hits = _mail_hits(subject, text)
     active = {h.rule.category for h in hits if not h.blocked}
     return frozenset(h.rule.category for h in hits
                      if h.blocked and h.rule.category not in active)
