@@ -45,7 +45,7 @@ def _model_load() -> None:
     from bot.triage import shipped_model
     model = shipped_model()
     elapsed = time.perf_counter() - start
-    print(f"model {model.version}: {len(model.terms)} terms, loaded in {elapsed * 1000:.0f} ms, "
+    print(f"model {model.version}: {len(model.index)} terms, loaded in {elapsed * 1000:.0f} ms, "
           f"peak RSS +{_rss_mb() - before:.0f} MB")
 
 

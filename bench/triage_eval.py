@@ -43,7 +43,7 @@ def main() -> int:
     threshold = training.choose_threshold(model, held, (train, oof))
     model = training.with_threshold(model, threshold)
     if args.write_model:
-        training.SHIPPED_MODEL.write_text(training.to_json(model), encoding="utf-8")
+        training.SHIPPED_MODEL.write_text(model.to_json(), encoding="utf-8")
         print(f"wrote {training.repo_path(training.SHIPPED_MODEL)} ({model.version})")
     _report_heldout(model, held, args.errors)
     _report_language_and_machine(held_samples, model)

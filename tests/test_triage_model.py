@@ -86,10 +86,8 @@ def test_pure_scorer_matches_scikit_learn() -> None:
 
 
 def test_model_file_round_trip_and_format_check() -> None:
-    from bot.ops.training import to_json
-
     model = shipped_model()
-    again = Model.from_json(to_json(model))
+    again = Model.from_json(model.to_json())
     assert again.predict("delete my account").probabilities == pytest.approx(
         model.predict("delete my account").probabilities)
     with pytest.raises(ValueError):

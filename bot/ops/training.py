@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bot.config import PACKAGE_ROOT
 from bot.mail.parse import parse_message
+from bot.triage import SHIPPED_MODEL  # noqa: F401  (bench/triage_eval.py writes it)
 from bot.triage.corpus import (
     BOT_ADDRESS,  # noqa: F401  (re-exported for bench)
     CATEGORIES,
@@ -26,12 +27,12 @@ from bot.triage.corpus import (
     build_mail,
     parse_corpus,
 )
+from bot.triage.decide import RuleReading, read_rules
 from bot.triage.features import analyze, model_text
-from bot.triage.model import Model
+from bot.triage.model import Model, Prediction
 
 CORPUS_DIR = PACKAGE_ROOT / "tests" / "fixtures" / "triage"
 OLD_CORPUS_DIR = PACKAGE_ROOT / "tests" / "fixtures" / "corpus" / "source"
-SHIPPED_MODEL = PACKAGE_ROOT / "bot" / "triage" / "model.json"
 REGULARISATION_C = 30.0  # chosen by 5-fold CV in bench/triage_eval.py
 TARGET_UNFLAGGED_ACCURACY = 0.97
 MIN_DF = 2
@@ -94,10 +95,6 @@ def _export(vectorizer, classifier, size: int) -> Model:
                  meta={"examples": size, "C": classifier.C})
 
 
-def to_json(model: Model) -> str:
-    """The model file (deterministic for the same training data)."""
-    return model.to_json()
-
 
 def cross_validated(items: Sequence[Example], folds: int = 5,
                     c: float = REGULARISATION_C) -> list[dict[str, float]]:
@@ -113,10 +110,6 @@ def cross_validated(items: Sequence[Example], folds: int = 5,
             result[i] = model.predict(items[i].text).probabilities
     return result
 
-
-def categories() -> tuple[str, ...]:
-    """The five categories, in the model's order."""
-    return CATEGORIES
 
 
 def repo_path(path: Path) -> str:
@@ -148,29 +141,42 @@ class Report:
 
 def evaluate(model: Model, items: Sequence[Example]) -> Report:
     """Accuracy (primary or acceptable), strict macro-F1, recall, review figures."""
-    outcomes = [(e, _decision(model, e)) for e in items]
+    return _report(score(model, items), model.review_threshold)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One example as the model and the rules read it (read once, decided at any
+    threshold)."""
+
+    example: Example
+    prediction: Prediction
+    reading: RuleReading
+
+
+def score(model: Model, items: Sequence[Example]) -> list[Scored]:
+    """The model's prediction and the rules' reading of every example."""
+    return [Scored(e, model.predict(e.text), _reading(e)) for e in items]
+
+
+def _reading(example: Example) -> RuleReading:
+    subject, _, text = example.text.partition("\n")
+    return read_rules(subject, text, example.text)
+
+
+def _report(scored: Sequence[Scored], threshold: float) -> Report:
+    outcomes = [(s.example, s.reading.decide(s.prediction, threshold)) for s in scored]
     confusion = Counter((e.sample.primary, d.category.value) for e, d in outcomes)
     right = [e.sample.accepts(d.category.value) for e, d in outcomes]
     unflagged = [ok for ok, (_, d) in zip(right, outcomes, strict=True) if not d.needs_review]
     flagged_errors = sum(1 for ok, (_, d) in zip(right, outcomes, strict=True)
                          if not ok and d.needs_review)
-    return Report(len(items), sum(right), _macro_f1(confusion), _recall(confusion), confusion,
-                  len(unflagged) / len(items) if items else 0.0,
+    total = len(outcomes)
+    return Report(total, sum(right), _macro_f1(confusion), _recall(confusion), confusion,
+                  len(unflagged) / total if total else 0.0,
                   sum(unflagged) / len(unflagged) if unflagged else 0.0, flagged_errors,
                   [(e, d.category.value) for (e, d), ok in zip(outcomes, right, strict=True)
                    if not ok])
-
-
-def _decision(model: Model, example: Example):
-    from bot.triage.classify import classify, negated_requests
-    from bot.triage.decide import decide
-    from bot.triage.text import words
-
-    subject, _, text = example.text.partition("\n")
-    rule_category, rule_confidence, _ = classify(subject, text)
-    return decide(model.predict(example.text), rule_category, rule_confidence,
-                  model.review_threshold, words=len(words(example.text)),
-                  negated=negated_requests(subject, text))
 
 
 def choose_threshold(model: Model, items: Sequence[Example],
@@ -179,35 +185,16 @@ def choose_threshold(model: Model, items: Sequence[Example],
     """The lowest review threshold at which unflagged mail is >= 97% right on ``items``
     (the held-out split) and, when given, on the out-of-fold predictions of the training
     corpus: mail phrased unlike the held-out split keeps a margin."""
+    splits = [score(model, items)]
+    if cross_validation is not None:
+        splits.append([Scored(e, Prediction(p), _reading(e))
+                       for e, p in zip(*cross_validation, strict=True)])
     for step in range(30, 100):
         threshold = step / 100
-        report = evaluate(with_threshold(model, threshold), items)
-        if report.unflagged_accuracy < TARGET_UNFLAGGED_ACCURACY:
-            continue
-        if cross_validation is None or _cv_unflagged_accuracy(
-                *cross_validation, threshold) >= TARGET_UNFLAGGED_ACCURACY:
+        if all(_report(scored, threshold).unflagged_accuracy >= TARGET_UNFLAGGED_ACCURACY
+               for scored in splits):
             return threshold
     return 0.99
-
-
-def _cv_unflagged_accuracy(items: Sequence[Example], probabilities: Sequence[dict],
-                           threshold: float) -> float:
-    from bot.triage.classify import classify, negated_requests
-    from bot.triage.decide import decide
-    from bot.triage.model import Prediction
-    from bot.triage.text import words
-
-    right = total = 0
-    for example, p in zip(items, probabilities, strict=True):
-        subject, _, text = example.text.partition("\n")
-        rule_category, rule_confidence, _ = classify(subject, text)
-        decision = decide(Prediction(p), rule_category, rule_confidence, threshold,
-                          words=len(words(example.text)),
-                          negated=negated_requests(subject, text))
-        if not decision.needs_review:
-            total += 1
-            right += example.sample.accepts(decision.category.value)
-    return right / total if total else 0.0
 
 
 def with_threshold(model: Model, threshold: float) -> Model:
@@ -268,6 +255,6 @@ def train_company_model(store, settings, out=print, corpus: Sequence[Sample] | N
     out(f"held-out accuracy: {report.accuracy:.3f}; strict macro-F1 {report.macro_f1:.3f}; "
         f"review threshold {model.review_threshold:.2f} leaves {report.unflagged_share:.0%} "
         f"unflagged at {report.unflagged_accuracy:.1%} right")
-    path = save_company_model(settings, to_json(model))
+    path = save_company_model(settings, model.to_json())
     out(f"wrote {path} ({model.version}); the worker uses it from its next start")
     return model

@@ -13,12 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from bot.models import Category, Language, Triage
-from bot.triage.classify import classify, negated_requests
-from bot.triage.decide import decide
+from bot.triage.classify import classify
+from bot.triage.decide import read_rules
 from bot.triage.features import model_text
 from bot.triage.language import detect_language
 from bot.triage.model import Model
-from bot.triage.text import clean_subject, words
+from bot.triage.text import clean_subject
 
 __all__ = ["Category", "Language", "Model", "Triage", "classify", "detect_language",
            "shipped_model", "triage"]
@@ -49,17 +49,16 @@ def triage(subject: str, text: str, *, default_language: Language = Language.EN,
     model = model or shipped_model()
     read = model_text(subject, text, quoted)
     prediction = model.predict(read, explain=TOP_TERMS)
-    rule_category, rule_confidence, cues = classify(subject, text)
+    reading = read_rules(subject, text, read)
     threshold = model.review_threshold if review_threshold is None else review_threshold
-    decision = decide(prediction, rule_category, rule_confidence, threshold,
-                      words=len(words(read)), negated=negated_requests(subject, text))
+    decision = reading.decide(prediction, threshold)
     language, language_confidence, _ = _language(subject, text, default_language)
     return Triage(
         category=decision.category,
         language=language,
         confidence=round(decision.probability, 3),
         language_confidence=language_confidence,
-        cues=cues,
+        cues=reading.cues,
         needs_review=decision.needs_review,
         bilingual=language_confidence < language_threshold,
         model_version=model.version,

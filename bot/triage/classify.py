@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from bot.models import Category
 from bot.triage.lexicon import CONTRAST, HYPOTHETICAL, NEGATORS, PAST_PASSIVE, RULES
@@ -60,19 +59,27 @@ COMPILED = tuple(Rule(Category(c), w, k, re.compile(p)) for c, w, k, p in RULES)
 
 def classify(subject: str, text: str) -> tuple[Category, float, tuple[str, ...]]:
     """Category, confidence (0..1) and human-readable cues for one mail."""
-    return _classify_hits(list(_mail_hits(subject, text)))
-
-
-@lru_cache(maxsize=4)
-def _mail_hits(subject: str, text: str) -> tuple[Hit, ...]:
-    """Every rule hit of one mail; cached because triage asks twice (category, negations)."""
-    return tuple(_hits(clean_subject(subject), SUBJECT_WEIGHT) + _hits(text, 1.0))
+    return _classify_hits(_mail_hits(subject, text))
 
 
 def negated_requests(subject: str, text: str) -> frozenset[Category]:
     """Request categories whose phrases occur only negated, conditional or in the past
     ("I'm not asking you to delete anything"): a model reading that word is misled."""
+    return _negated(_mail_hits(subject, text))
+
+
+def classify_with_negations(subject: str, text: str
+                            ) -> tuple[Category, float, tuple[str, ...], frozenset[Category]]:
+    """:func:`classify` and :func:`negated_requests` from one pass of the rules."""
     hits = _mail_hits(subject, text)
+    return (*_classify_hits(hits), _negated(hits))
+
+
+def _mail_hits(subject: str, text: str) -> list[Hit]:
+    return _hits(clean_subject(subject), SUBJECT_WEIGHT) + _hits(text, 1.0)
+
+
+def _negated(hits: list[Hit]) -> frozenset[Category]:
     active = {h.rule.category for h in hits if not h.blocked}
     return frozenset(h.rule.category for h in hits
                      if h.blocked and h.rule.category not in active)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.models import Category
+from bot.triage.classify import classify_with_negations
 from bot.triage.model import Prediction
+from bot.triage.text import words
 
 REQUESTS = frozenset({Category.DELETION, Category.DISCLOSURE, Category.CORRECTION})
 GUARD_CONFIDENCE = 0.6      # a rule this sure of a request is an explicit request phrase
@@ -35,6 +37,30 @@ class Decision:
     @property
     def needs_review(self) -> bool:
         return bool(self.review_reasons)
+
+
+@dataclass(frozen=True)
+class RuleReading:
+    """What the phrase rules read in one mail, and how many words the model read: all a
+    decision needs besides the model's prediction and the threshold."""
+
+    category: Category
+    confidence: float
+    cues: tuple[str, ...]
+    negated: frozenset[Category]
+    words: int
+
+    def decide(self, prediction: Prediction, threshold: float) -> Decision:
+        """:func:`decide` with this reading."""
+        return decide(prediction, self.category, self.confidence, threshold,
+                      words=self.words, negated=self.negated)
+
+
+def read_rules(subject: str, text: str, read: str) -> RuleReading:
+    """The rules' reading of a mail; ``read`` is the text the model reads
+    (:func:`bot.triage.features.model_text`)."""
+    category, confidence, cues, negated = classify_with_negations(subject, text)
+    return RuleReading(category, confidence, cues, negated, len(words(read)))
 
 
 def decide(prediction: Prediction, rule_category: Category, rule_confidence: float,

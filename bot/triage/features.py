@@ -9,7 +9,6 @@ analyzer to scikit-learn, so the model file and the run-time scorer see identica
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 from bot.triage.text import clean_subject, fold
 
@@ -55,7 +54,3 @@ def analyze(text: str) -> list[str]:
         features += token_features(token)
     return features
 
-
-def counts(text: str) -> Counter[str]:
-    """Feature counts of ``text``."""
-    return Counter(analyze(text))

@@ -56,10 +56,6 @@ class Model:
     _names: list[str] = field(default_factory=list, repr=False)
     _weight_columns: list[list[float]] = field(default_factory=list, repr=False)
 
-    @property
-    def terms(self) -> dict[str, int]:
-        return self.index
-
     @classmethod
     def from_json(cls, text: str) -> Model:
         """Load an exported model; raises ValueError on a file of another format."""
