@@ -8,9 +8,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bot.config import Settings, load_config, load_settings, resolve_config_path
 from bot.errors import BotError, ConfigError
@@ -163,7 +165,9 @@ def owner_only_folder(folder: Path) -> None:
                     stat.st_mode & 0o777)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+@contextmanager
+def _locked_worker(args: argparse.Namespace) -> Iterator[tuple[Settings, Any]]:
+    """The one worker allowed on this database, stopping on SIGTERM/SIGINT."""
     settings = load_config(args.config)
     from bot.ops.worker import Worker, worker_lock  # after config: bad config fails fast
 
@@ -171,6 +175,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     with worker_lock(settings.database_path):
         worker = Worker(settings)
         _stop_on_signals(worker.stop)
+        yield settings, worker
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with _locked_worker(args) as (settings, worker):
         log.info("worker started (database %s)", settings.database_path)
         worker.run()
         log.info("worker stopped")
@@ -178,13 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    settings = load_config(args.config)
-    from bot.ops.worker import Worker, worker_lock  # after config: bad config fails fast
-
-    owner_only_folder(settings.database_path.parent)
-    with worker_lock(settings.database_path):
-        worker = Worker(settings)
-        _stop_on_signals(worker.stop)
+    with _locked_worker(args) as (settings, worker):
         try:
             since = args.since
             count = worker.once(since.replace(tzinfo=settings.tz)
