@@ -20,7 +20,7 @@ from email.message import Message
 
 from charset_normalizer import from_bytes
 
-from bot.mail.decode import word_bytes
+from bot.mail.decode import has_surrogates, word_bytes
 
 # Python codec name of the declared charset -> wider charsets that decode the same bytes.
 SUPERSETS: dict[str, tuple[str, ...]] = {
@@ -139,7 +139,7 @@ class Decoder:
         """One raw header value: undeclared 8-bit bytes (surrogates, as the stdlib parser
         leaves them) read from the bytes, raw ISO-2022-JP, RFC 2047 words with supersets."""
         value = "".join(value.splitlines())
-        if _has_surrogates(value):
+        if has_surrogates(value):
             value = self.undeclared(value.encode("utf-8", "surrogateescape"))
         if "\x1b" in value and value.isascii():  # raw ISO-2022-JP, common in Japanese mail
             value = decode_declared(value.encode("ascii"), "iso-2022-jp") or value
@@ -151,7 +151,7 @@ class Decoder:
         carrier = Message()
         for key, value in part.raw_items():
             if key.lower() in ("content-disposition", "content-type"):
-                carrier[key] = self.header(str(value)) if _has_surrogates(str(value)) else value
+                carrier[key] = self.header(str(value)) if has_surrogates(str(value)) else value
         found = carrier.get_param("filename", None, "content-disposition")
         if found is None:
             found = carrier.get_param("name", None, "content-type")
@@ -233,13 +233,6 @@ def _implausible(encoding: str, text: str, sample: bytes) -> list[str]:
             return _UHC_FAMILY
     return []
 
-
-def _has_surrogates(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeError:
-        return True
-    return False
 
 
 
