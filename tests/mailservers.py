@@ -229,12 +229,7 @@ class DovecotServer(ImapServerBase):
         (self.workdir / "dovecot.conf").write_text(conf)
 
     def _make_certificate(self) -> None:
-        cert, key = self.workdir / "cert.pem", self.workdir / "key.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True)
+        cert, _key = self_signed_certificate(self.workdir / "cert.pem", self.workdir / "key.pem")
         self.ca_file = cert
 
 
@@ -366,3 +361,13 @@ class OAuthDovecotServer(DovecotServer):
                             "noauthenticate=y\n}\npassdb {\n", 1)
         conf.write_text(text + f"passdb {{\n  driver = oauth2\n  mechanisms = {mechanisms}\n"
                                f"  args = {oauth_conf}\n}}\n")
+
+
+def self_signed_certificate(cert: Path, key: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1/localhost (its own CA file), made by openssl."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True)
+    return cert, key

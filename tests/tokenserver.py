@@ -23,7 +23,6 @@ import base64
 import json
 import secrets
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+from mailservers import self_signed_certificate
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -245,12 +246,7 @@ class TokenServer:
 
     def _tls_context(self) -> ssl.SSLContext:
         folder = self.workdir or Path(".")
-        cert, key = folder / "token-cert.pem", folder / "token-key.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True)
+        cert, key = self_signed_certificate(folder / "token-cert.pem", folder / "token-key.pem")
         self.ca_file = cert
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
