@@ -10,6 +10,7 @@ import pytest
 from botenv import customer_mail
 from test_verification import Desk
 
+from bot.adapters.store import utc_iso
 from bot.flows.autoreply import send_slot
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -27,7 +28,7 @@ H = timedelta(hours=1)
     ([T0] * 10, T0, 3, T0 + H),                          # only the latest `cap` count
 ])
 def test_send_slot(sent, now, cap, expected):
-    assert send_slot(sent, now, cap) == expected
+    assert send_slot([utc_iso(t) for t in sent], now, cap) == expected
 
 
 def test_acknowledgements_beyond_the_cap_wait_for_their_slot(tmp_path):

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlite_utils
 
 from bot.adapters.store import Store, StoreUnavailable, utc_iso
 from bot.models import MessageSource
@@ -33,7 +34,7 @@ def test_database_and_wal_are_owner_only(tmp_path, store):
 
 
 def test_schema_has_the_contract_columns(store):
-    columns = {t: {c.name for c in store.db[t].columns} for t in
+    columns = {t: {c.name for c in sqlite_utils.Database(store.conn)[t].columns} for t in
                ("tickets", "messages", "events", "outbox", "processed")}
     assert {"id", "ref", "category", "language", "status", "subject", "customer_email",
             "customer_name", "created_at", "due_at", "first_response_at", "closed_at",

@@ -6,7 +6,11 @@ Each migration runs once, in order, inside its own transaction, and is recorded 
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported only when a migration is due: it loads numpy (~0.2 s)
+    import sqlite_utils
 
 TICKET_COLUMNS = {
     "id": int, "ref": str, "category": str, "language": str, "status": str, "subject": str,
@@ -24,22 +28,26 @@ TICKET_COLUMNS = {
 }
 
 
-def migrate(db: sqlite_utils.Database) -> None:
+def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema up to date; each step runs once and is recorded."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-               "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {r[0] for r in db.execute("SELECT version FROM schema_migrations").fetchall()}
-    for version, step in enumerate(MIGRATIONS, start=1):
-        if version in done:
-            continue
-        db.conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                 "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    pending = [(v, step) for v, step in enumerate(MIGRATIONS, start=1) if v not in done]
+    if not pending:
+        return
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    for version, step in pending:
+        conn.execute("BEGIN IMMEDIATE")
         try:
             step(db)
-            db.conn.execute("INSERT INTO schema_migrations VALUES (?, datetime('now'))",
-                            (version,))
-            db.conn.execute("COMMIT")
+            conn.execute("INSERT INTO schema_migrations VALUES (?, datetime('now'))",
+                         (version,))
+            conn.execute("COMMIT")
         except BaseException:
-            db.conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise
 
 

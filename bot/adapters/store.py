@@ -19,8 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from bot.adapters.queries import Queries
 from bot.adapters.redaction import Redaction
 from bot.adapters.schema import MIGRATIONS, TICKET_COLUMNS, migrate
@@ -52,8 +50,7 @@ class Store(Queries, Redaction):
                  conn: sqlite3.Connection | None = None) -> None:
         self.path = path
         self.conn = conn or _connect(path)
-        self.db = sqlite_utils.Database(self.conn)
-        migrate(self.db)
+        migrate(self.conn)
         if max_page_count:  # storage.max_page_count: a deterministic "disk full" for tests
             self.conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
 

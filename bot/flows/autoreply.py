@@ -140,13 +140,13 @@ def queue_mail(store: Store, settings: Settings, conn: sqlite3.Connection,
 
 # -- the overall cap -----------------------------------------------------------------------
 
-def send_slot(sent: list[datetime], now: datetime, cap: int) -> datetime:
+def send_slot(sent: list[str], now: datetime, cap: int) -> datetime:
     """When the next automatic mail may go out so that no rolling hour holds more than
-    ``cap`` of them, given the send times of the latest ones. PURE."""
-    latest = sorted(sent)[-cap:]
-    if len(latest) < cap:
+    ``cap`` of them, given the send times (as stored: UTC ISO strings, which sort in time
+    order) of the latest ones. PURE. Only one time is parsed: this runs for every mail."""
+    if len(sent) < cap:
         return now
-    return max(now, latest[0] + CAP_WINDOW)
+    return max(now, from_iso(sorted(sent)[-cap]) + CAP_WINDOW)
 
 
 def take_send_slot(store: Store, settings: Settings, conn: sqlite3.Connection,
@@ -154,10 +154,10 @@ def take_send_slot(store: Store, settings: Settings, conn: sqlite3.Connection,
     """Reserve the send time of one automatic mail (inside its transaction); a mail held
     back is an event of its ticket, and staff hear about the cap at most once an hour."""
     cap = settings.limits.auto_mail_per_hour
-    sent = [from_iso(v) for v in json.loads(store.job_state(SLOTS_KEY) or "[]")]
+    sent = json.loads(store.job_state(SLOTS_KEY) or "[]")
     slot = send_slot(sent, now, cap)
-    kept = sorted([*sent, slot])[-cap:]  # the formula needs the latest ``cap``, no fewer
-    store.set_job_state(conn, SLOTS_KEY, json.dumps([utc_iso(t) for t in kept]), now)
+    kept = sorted([*sent, utc_iso(slot)])[-cap:]  # the formula needs the latest ``cap``
+    store.set_job_state(conn, SLOTS_KEY, json.dumps(kept), now)
     if slot > now:
         store.add_event(conn, ticket_id, now, "auto_mail_deferred",
                         {"kind": kind, "until": utc_iso(slot)})
