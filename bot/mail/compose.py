@@ -26,6 +26,7 @@ from email.headerregistry import Address
 from email.message import Message
 from email.utils import format_datetime as rfc2822_date
 from email.utils import formataddr, getaddresses
+from functools import lru_cache
 from typing import Any
 
 from bot.config import Settings
@@ -224,6 +225,7 @@ def build_mail(*, from_name: str, from_addr: str, to: str | Sequence[str], subje
     return msg
 
 
+@lru_cache(maxsize=4096)  # the bot's own and staff addresses recur in every mail
 def _formatted(addr: str, display_name: str = "") -> str:
     """``Name <addr>`` (RFC 2047 for non-ASCII names) after :func:`_address` validation.
 
