@@ -66,19 +66,25 @@ def _latency(mails: list, rounds: int) -> None:
 
 
 def _classify_process(raws: list[bytes]) -> None:
+    from bot.ops.filemap import default_jobs
+
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for i, raw in enumerate(raws):
             path = Path(folder) / f"mail-{i:03d}.eml"
             path.write_bytes(raw)
             paths.append(str(path))
-        start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "bot", "classify", "--json", *paths],
-                                cwd=folder, capture_output=True, check=True)
-        elapsed = time.perf_counter() - start
-    lines = result.stdout.decode().count("\n")
-    print(f"`inquiry-bot classify --json` over {lines} files as a new process: {elapsed:.2f} s "
-          f"including start-up = {lines / elapsed:.0f} mails/s")
+        for jobs, label in ((None, f"one worker per CPU ({default_jobs()})"),
+                            (1, "--jobs 1, one process")):
+            options = ["--jobs", str(jobs)] if jobs else []
+            start = time.perf_counter()
+            result = subprocess.run([sys.executable, "-m", "bot", "classify", "--json",
+                                     *options, *paths],
+                                    cwd=folder, capture_output=True, check=True)
+            elapsed = time.perf_counter() - start
+            lines = result.stdout.decode().count("\n")
+            print(f"`inquiry-bot classify --json` over {lines} files as a new process, {label}: "
+                  f"{elapsed:.2f} s including start-up = {lines / elapsed:.0f} mails/s")
 
 
 def _rss_mb() -> float:

@@ -4,6 +4,9 @@ Prints, from one run: messages/second end to end (ingest -> ticket -> acknowledg
 accepted by SMTP), the raw floor on the same machine (fetch all + send all, no
 processing), their ratio, and the peak RSS of the `once` process.
 
+The database exists before the timed run (a first `once` on the empty mailbox creates it),
+as it does for any installation that has run before: creating the schema is a one-off.
+
     .venv/bin/python bench/pipeline.py [--count 2000]
 """
 
@@ -91,10 +94,11 @@ def main() -> None:
         sink = SmtpSink()
         sink.start()
         try:
+            config = prepare(tmp_path, server, sink)
             load_mailbox(server, args.count)
             echo = raw_floor(server, sink)
             sink.clear()
-            seconds, peak_kb, tickets = run_pipeline(tmp_path, server, sink)
+            seconds, peak_kb, tickets = run_pipeline(tmp_path, config)
             acks = [received.raw for received in sink.received]
             sink.clear()
             same_io = raw_floor(server, sink, acks)
@@ -104,18 +108,28 @@ def main() -> None:
             server.stop()
 
 
-def run_pipeline(tmp_path: Path, server, sink: SmtpSink) -> tuple[float, int, int]:
-    """`inquiry-bot once` in a fresh process: (seconds, peak RSS in kB, tickets)."""
+def prepare(tmp_path: Path, server, sink: SmtpSink) -> Path:
+    """The config, and the database created by a first `once` on the empty mailbox."""
     config = write_config(tmp_path, server, sink, staff={"notify": []},
                           limits={"auto_replies_per_hour": 100000,
                                   "auto_mail_per_hour": 100000})
+    _once(config)
+    return config
+
+
+def run_pipeline(tmp_path: Path, config: Path) -> tuple[float, int, int]:
+    """`inquiry-bot once` in a fresh process: (seconds, peak RSS in kB, tickets)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "once"],
-                   check=True, env=bot_env(), cwd=ROOT, stderr=subprocess.DEVNULL)
+    _once(config)
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return seconds, peak_kb, scalar(tmp_path / "state" / "tickets.db",
                                     "SELECT count(*) FROM tickets")
+
+
+def _once(config: Path) -> None:
+    subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "once"],
+                   check=True, env=bot_env(), cwd=ROOT, stderr=subprocess.DEVNULL)
 
 
 def report(count: int, seconds: float, echo: tuple[float, int], same_io: tuple[float, int],
@@ -130,7 +144,7 @@ def report(count: int, seconds: float, echo: tuple[float, int], same_io: tuple[f
     for label, (floor_seconds, _) in (("same I/O", same_io), ("echo", echo)):
         floor_rate = count / floor_seconds
         print(f"raw floor, {label:<14}: {floor_seconds:.2f} s = {floor_rate:.0f} msg/s -> "
-              f"pipeline at {rate / floor_rate:.0%} (target >= 30%)")
+              f"pipeline at {rate / floor_rate:.0%} (target >= 35%)")
     print("  same I/O = fetch all + send the pipeline's own acknowledgements unprocessed;")
     print("  echo     = fetch all + send every fetched message back unchanged")
     print(f"peak RSS of `once`       : {peak_kb / 1024:.0f} MB (target < 200 MB)")

@@ -57,11 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", help="what the bot reads in .eml files "
                                   "(sender, text, quote, attachments, machine mail, triage)")
     inspect.add_argument("--json", action="store_true", help="one JSON object per line")
+    inspect.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                         help="worker processes for many files (default: one per CPU)")
     inspect.add_argument("files", nargs="+", metavar="FILE.eml")
     inspect.set_defaults(handler=cmd_inspect)
 
     classify = commands.add_parser("classify", help="triage .eml files (no mail is sent)")
     classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                         help="worker processes for many files (default: one per CPU)")
     classify.add_argument("files", nargs="+", metavar="FILE.eml")
     classify.set_defaults(handler=cmd_classify)
 
@@ -212,18 +216,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _each_file(args: argparse.Namespace, read, as_text) -> int:
-    """``classify``/``inspect``: one result per file, JSON or text; unreadable files are
+    """``classify``/``inspect``: one result per file, JSON or text, in the order given
+    (many files are shared among worker processes: bot.ops.filemap); unreadable files are
     reported on stderr and make the exit code 1, the others are still shown."""
+    from bot.ops.filemap import default_jobs, read_files
+
     settings = _optional_settings(args)
     failures = 0
-    for name in args.files:
-        try:
-            result = read(Path(name), settings)
-        except OSError as exc:
-            print(f"inquiry-bot: {name}: {exc.strerror}", file=sys.stderr)
+    for name, result, error in read_files(read, args.files, settings,
+                                          args.jobs or default_jobs()):
+        if error is not None:
+            print(f"inquiry-bot: {name}: {error}", file=sys.stderr)
             failures += 1
-            continue
-        print(json.dumps(result, ensure_ascii=False) if args.json else as_text(result))
+        else:
+            print(json.dumps(result, ensure_ascii=False) if args.json else as_text(result))
     return EXIT_FAILURE if failures else EXIT_OK
 
 
@@ -318,6 +324,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from bot.ops.inspect import inspect_file, text_report
 
     return _each_file(args, inspect_file, text_report)
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+    return int(value)
 
 
 def _iso_datetime(value: str) -> datetime:
