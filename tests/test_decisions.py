@@ -5,7 +5,7 @@ command does not fit (and then nothing at all happens)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botenv import customer_mail, query, write_config
@@ -186,3 +186,25 @@ def test_admin_query_lists_requests_without_a_decision(tmp_path, imap_server, sm
     bot.deliver(staff_reply(bot, "#refuse We must keep the account for a pending order.",
                             quote=False))
     assert [row[0] for row in query(bot.db, sql)] == ["CJD-000002"]
+
+
+@pytest.mark.parametrize(("subject", "text", "category", "days"), [
+    ("Delete my data", "Please delete my account and every record you hold about me.",
+     "deletion", 14),
+    ("Xóa dữ liệu", "Tôi yêu cầu công ty xóa toàn bộ dữ liệu cá nhân của tôi.", "deletion", 10),
+    ("Opening hours", "What time does your support desk open on Saturdays?", "question", None),
+])
+def test_a_new_request_has_its_completion_deadline_at_once(tmp_path, subject, text,
+                                                             category, days):
+    """Set when the ticket is opened, not by the next completion pass minutes later."""
+    from test_verification import Desk
+
+    desk = Desk(tmp_path)
+    desk.receive(customer_mail(subject, text), datetime(2026, 11, 24, 3, 0, tzinfo=UTC))
+    ticket = desk.store.rows("SELECT category, created_at, completion_due_at FROM tickets")[0]
+    assert ticket["category"] == category
+    if days is None:
+        assert ticket["completion_due_at"] is None
+    else:
+        span = from_iso(ticket["completion_due_at"]) - from_iso(ticket["created_at"])
+        assert timedelta(days=days - 1) < span <= timedelta(days=days + 1)  # end of day

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.adapters.store import utc_iso
-from bot.flows import codes, escalation, incidents
+from bot.flows import codes, completion, escalation, incidents
 from bot.flows.context import Context, Handled
 from bot.flows.notices import notify_new_ticket
 from bot.flows.tickets import link_tickets
@@ -135,6 +135,9 @@ def _create(ctx: Context, conn: sqlite3.Connection, mail: InboundMail, result: T
             plan: RequestPlan, received: datetime, due: Deadlines,
             now: datetime) -> tuple[int, str]:
     # verification_status starts not_required: _acknowledge makes it pending with the code.
+    complete_by = completion.completion_deadline(ctx.settings, ctx.calendar, {
+        "category": result.category.value, "language": result.language.value,
+        "bilingual": result.bilingual, "created_at": utc_iso(received)})
     return ctx.store.create_ticket(
         conn, ctx.settings.bot.ticket_prefix,
         category=result.category.value, language=result.language.value,
@@ -148,6 +151,7 @@ def _create(ctx: Context, conn: sqlite3.Connection, mail: InboundMail, result: T
         triage_cues="; ".join((*result.review_reasons, *result.cues)),
         bilingual=int(result.bilingual), triage_model=result.model_version or None,
         request_kind=plan.request_kind, agent_relation=plan.agent or None,
+        completion_due_at=utc_iso(complete_by) if complete_by else None,
         last_activity_at=utc_iso(now))
 
 
