@@ -3,15 +3,26 @@ and 6): bot.rules.intake (pure, table-driven) and the worker against the test IM
 
 from __future__ import annotations
 
+import signal
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from email.utils import format_datetime
 
 import pytest
-from botenv import BOT, customer_mail, query, run_cli, scalar, write_config
+from botenv import (
+    BOT,
+    customer_mail,
+    query,
+    run_cli,
+    scalar,
+    start_worker,
+    wait_until,
+    write_config,
+)
 from mailservers import PASSWORD
 
+from bot.ops.worker import HANG_ENV
 from bot.rules.intake import Intake, IntakePolicy, Start, arrival_time, policy
 
 NOW = datetime(2024, 6, 10, 12, 0, tzinfo=UTC)
@@ -150,3 +161,70 @@ def test_created_at_is_the_arrival_time(tmp_path, imap_server, smtp_server):
     assert datetime.fromisoformat(created) == arrived
     assert _outbox(db, "acknowledgement") == 1
     assert PASSWORD  # the fixture user logs in with it
+
+
+@pytest.mark.integration
+def test_a_stopped_first_start_is_resumed_under_the_same_rules(tmp_path, imap_server,
+                                                               smtp_server, monkeypatch):
+    """Stopped in the middle of the folder, the next start must not take the rest of the
+    old mail for new mail (that would acknowledge it all)."""
+    marker = "HANG-first-start-9c1e"
+    monkeypatch.setenv(HANG_ENV, marker)  # the second mail hangs until SIGTERM
+    config = write_config(tmp_path, imap_server, smtp_server, mailbox={"first_run_days": 7})
+    db, log = tmp_path / "state" / "tickets.db", tmp_path / "worker.log"
+    now = datetime.now(UTC)
+    _append(imap_server, _old_mail("Recent one", now - timedelta(days=1)),
+            now - timedelta(days=1))
+    _append(imap_server, _old_mail(f"Recent two {marker}", now - timedelta(days=2)),
+            now - timedelta(days=2))
+    for n in range(3):
+        _append(imap_server, _old_mail(f"Old {n}", now - timedelta(days=40)),
+                now - timedelta(days=40))
+    worker = start_worker(config, log)
+    try:
+        wait_until(lambda: db.exists() and scalar(db, "SELECT count(*) FROM processed") == 1,
+                   60, "the first mail handled, the second in hand")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    assert scalar(db, "SELECT count(*) FROM processed") < 5  # the pass did not finish
+    assert scalar(db, "SELECT count(*) FROM events WHERE type = 'first_run_summary'") == 0
+
+    monkeypatch.delenv(HANG_ENV)
+    result = run_cli(config, "once")
+    assert result.returncode == 0, result.stderr
+    assert _outbox(db, "acknowledgement") == 0
+    assert scalar(db, "SELECT count(*) FROM tickets") == 2
+    assert scalar(db, "SELECT count(*) FROM processed WHERE reason = 'before-first-run'") == 3
+    assert scalar(db, "SELECT count(*) FROM events WHERE type = 'first_run_summary'") == 1
+    [summary] = [m for m in smtp_server.wait_for(1) if b"First start" in m.raw]
+    text = message_from_bytes(summary.raw, policy=default).get_content()
+    assert "CJD-000001" in text and "CJD-000002" in text and "3 older mail(s)" in text
+    # The first start is over: new mail is answered, and no second summary comes.
+    imap_server.append(BOT, customer_mail("New question", "What data do you keep on me?"))
+    assert run_cli(config, "once").returncode == 0
+    assert _outbox(db, "acknowledgement") == 1
+    assert scalar(db, "SELECT count(*) FROM events WHERE type = 'first_run_summary'") == 1
+
+
+@pytest.mark.integration
+def test_mail_too_large_to_load_follows_the_first_start_rules(tmp_path, imap_server,
+                                                              smtp_server):
+    config = write_config(tmp_path, imap_server, smtp_server, mailbox={"first_run_days": 7},
+                          limits={"max_message_bytes": 20000})
+    db = tmp_path / "state" / "tickets.db"
+    now = datetime.now(UTC)
+    padding = "\n" + "x" * 76
+    for subject, days in (("Old and large", 40), ("Recent and large", 1)):
+        raw = _old_mail(subject, now - timedelta(days=days)) + (padding * 400).encode()
+        _append(imap_server, raw, now - timedelta(days=days))
+    result = run_cli(config, "once")
+    assert result.returncode == 0, result.stderr
+    assert _outbox(db, "acknowledgement") == 0
+    rows = query(db, "SELECT outcome, reason FROM processed ORDER BY uid")
+    assert rows[0][0] == "ignored" and rows[0][1].startswith("before-first-run; too-large")
+    assert rows[1][0] == "ticket"
+    assert scalar(db, "SELECT count(*) FROM events WHERE type = "
+                      "'acknowledgement_skipped_first_run'") == 1
+    summary = [m for m in smtp_server.wait_for(1) if b"First start" in m.raw]
+    assert "1 older mail(s)" in message_from_bytes(summary[0].raw, policy=default).get_content()

@@ -206,3 +206,16 @@ class Queries:
         """Outbox rows queued after ``outbox_id``, with their bytes (``tick`` lists them)."""
         return self.rows("SELECT id, kind, recipients, raw, status FROM outbox WHERE id > ? "
                          "ORDER BY id", (outbox_id,))
+
+    # -- first start --------------------------------------------------------------------
+    def first_run_tally(self, mailbox: str, since: str) -> tuple[list[str], int]:
+        """What a first start on ``mailbox`` begun at ``since`` did, across restarts: the
+        refs of the tickets opened without acknowledgement, and how many mails it skipped."""
+        refs = [r["ref"] for r in self.rows(
+            "SELECT t.ref FROM events e JOIN tickets t ON t.id = e.ticket_id "
+            "WHERE e.type = 'acknowledgement_skipped_first_run' AND e.at >= ? ORDER BY t.id",
+            (since,))]
+        skipped = self.conn.execute(
+            "SELECT count(*) FROM processed WHERE mailbox = ? AND reason LIKE 'before-first-run%' "
+            "AND processed_at >= ?", (mailbox, since)).fetchone()[0]
+        return refs, skipped

@@ -136,10 +136,14 @@ class Service:
         return fallback.quarantine_crashed(self.ctx, source, raw, starts, now, copied)
 
     def handle_too_large(self, source: MessageSource, header: bytes, size: int,
-                         now: datetime) -> Handled:
+                         now: datetime, received_at: datetime | None = None,
+                         policy: IntakePolicy | None = None) -> Handled:
         """Mail over ``limits.max_message_bytes``, known by its header only (never loaded):
-        a ticket for staff to review and the short "too large" acknowledgement."""
+        a ticket for staff to review and the short "too large" acknowledgement (under the
+        first-start rules as any mail: skipped, or a ticket without acknowledgement)."""
         mail = parse_message(header)
+        received = arrival_time(received_at, mail.date, now)
+        taken = (policy or IntakePolicy()).decide(received)
         key = message_key(mail, header)
         note = too_large_reason(size, self.settings.limits.max_message_bytes)
         known = self.store.is_known_message(key)
@@ -151,6 +155,9 @@ class Service:
             if machine_reason:
                 return machine.ignore(self.ctx, conn, source, key, f"{machine_reason}; {note}",
                                       now)
+            if taken == Intake.SKIP:
+                return machine.ignore(self.ctx, conn, source, key, f"{SKIP_REASON}; {note}",
+                                      now)
             mail = replace(mail, body_text=f"[{note}; the body was not loaded]", size=size)
-            return intake.open_ticket(self.ctx, conn, source, key, mail, now, now,
-                                      too_large=note)
+            return intake.open_ticket(self.ctx, conn, source, key, mail, received, now,
+                                      too_large=note, quiet=taken == Intake.QUIET)

@@ -104,7 +104,7 @@ class Worker:
         self.worker_id = secrets.token_hex(8)  # tells this process's starts from others'
         self._wake_flush: Callable[[], None] = lambda: None
         self._thread_stores = threading.local()  # one connection per scheduler thread
-        self.intake = first_run.Intake()  # this ingest pass's first-run rules and tally
+        self.intake = first_run.Intake()  # this ingest pass's first-run rules
 
     # -- commands -------------------------------------------------------------------------
     def once(self, since: datetime | None = None) -> int:
@@ -171,16 +171,17 @@ class Worker:
         for batch in plan_batches(todo, sizes, self.settings.mailbox.batch_size,
                                   self.settings.limits.max_message_bytes):
             if self.stop.is_set():
-                break
+                return handled  # not through the folder: a first start resumes next time
             handled += self._handle_batch(mailbox, batch, sizes)
-        self.intake.finish(self.store, self.settings, folder, self.clock())
+        if not self.stop.is_set():
+            self.intake.finish(self.store, self.settings, folder, self.clock())
         return handled
 
     def _handle_batch(self, mailbox: Mailbox, batch: list[int], sizes: dict[int, int]) -> int:
         limit = self.settings.limits.max_message_bytes
         small = [uid for uid in batch if sizes.get(uid, 0) <= limit]
         raws = mailbox.fetch_raw(small)
-        arrived = first_run.internal_dates(mailbox, small)
+        arrived = first_run.internal_dates(mailbox, batch)
         for uid in batch:
             if self.stop.is_set():
                 return 0
@@ -190,7 +191,7 @@ class Worker:
             elif uid in raws:
                 self._handle_one(mailbox, source, raws.pop(uid), arrived.get(uid))
             elif sizes.get(uid, 0) > limit:
-                self._too_large(mailbox, source, sizes[uid])
+                self._too_large(mailbox, source, sizes[uid], arrived.get(uid))
             else:
                 self._fail(mailbox, source, None, "not-fetched: the server returned no data")
         return len(batch)
@@ -215,7 +216,6 @@ class Worker:
         try:
             self._test_hang(raw)
             result = self.service.handle(source, raw, self.clock(), arrived, self.intake.policy)
-            self.intake.count(result)
         except StoreUnavailable:
             self._undo_start(source)
             raise  # never mark as done what could not be recorded
@@ -238,7 +238,8 @@ class Worker:
             log.warning("%s is set and the mail matches: hanging until stopped", HANG_ENV)
             self.stop.wait()
 
-    def _too_large(self, mailbox: Mailbox, source: MessageSource, size: int) -> None:
+    def _too_large(self, mailbox: Mailbox, source: MessageSource, size: int,
+                   arrived: datetime | None) -> None:
         """Over ``limits.max_message_bytes``: never loaded; acknowledged from its header."""
         started = time.perf_counter()
         reason = too_large_reason(size, self.settings.limits.max_message_bytes)
@@ -247,7 +248,8 @@ class Worker:
             return
         try:
             header = mailbox.fetch_header(source.uid)
-            result = self.service.handle_too_large(source, header, size, self.clock())
+            result = self.service.handle_too_large(source, header, size, self.clock(),
+                                                   arrived, self.intake.policy)
         except (StoreUnavailable, *CONNECTION_ERRORS):
             raise  # not recorded: the next session tries again
         except Exception as exc:  # noqa: BLE001 - as in _handle_one
