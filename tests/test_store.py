@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -132,3 +133,32 @@ def test_second_worker_on_the_same_database_refuses(tmp_path):
         with pytest.raises(AlreadyRunning), worker_lock(db):
             pass
     assert subprocess.run([sys.executable, "-c", code, str(db)]).returncode == 0
+
+
+def test_writers_of_one_database_take_turns(tmp_path, monkeypatch):
+    """The bot's writers queue on one lock (bot.adapters.store.writer_lock) before SQLite's:
+    a writer waits for its turn, and gives up as unavailable after the busy timeout."""
+    from bot.adapters import store as store_module
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "tickets.db"
+    first, second = Store(path), Store(path)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with first.transaction() as conn:
+            first.set_job_state(conn, "k", "first", datetime.now(UTC))
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    with pytest.raises(StoreUnavailable, match="no turn to write"), second.transaction():
+        pass
+    release.set()
+    holder.join(10)
+    with second.transaction() as conn:
+        second.set_job_state(conn, "k", "second", datetime.now(UTC))
+    assert second.job_state("k") == "second"
+    assert not list(tmp_path.glob("*lock*"))  # nothing beside the database

@@ -9,6 +9,7 @@ ticket, its message, its processed marker and its outbox row must commit togethe
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 
 from bot.adapters.queries import Queries
 from bot.adapters.redaction import Redaction
-from bot.adapters.schema import MIGRATIONS, TICKET_COLUMNS, migrate
+from bot.adapters.schema import TICKET_COLUMNS, migrate
 from bot.errors import TransientError
 from bot.models import MessageSource
 from bot.rules.sla import to_iso as utc_iso  # the one time format in the database
@@ -49,6 +50,7 @@ class Store(Queries, Redaction):
     def __init__(self, path: Path, max_page_count: int = 0,
                  conn: sqlite3.Connection | None = None) -> None:
         self.path = path
+        self.write_lock = None if conn else writer_lock(path)  # a private copy has no rival
         self.conn = conn or _connect(path)
         migrate(self.conn)
         if max_page_count:  # storage.max_page_count: a deterministic "disk full" for tests
@@ -81,7 +83,24 @@ class Store(Queries, Redaction):
     # -- transactions -------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; raises :class:`StoreUnavailable` if SQLite cannot write."""
+        """One write transaction; raises :class:`StoreUnavailable` if SQLite cannot write.
+
+        The bot's own writers (the worker, its sender process, scheduler threads) first take
+        :func:`writer_lock`, so they take turns: SQLite's busy handler sleeps 1, 2, 5 ... 100
+        ms between tries, and a writer that commits every few milliseconds starves the one
+        that sleeps. Other processes (admin commands) meet SQLite's busy timeout as before."""
+        if self.write_lock is None:
+            yield from self._write()
+            return
+        if not self.write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            raise StoreUnavailable(f"database busy: no turn to write within "
+                                   f"{BUSY_TIMEOUT_MS // 1000}s")
+        try:
+            yield from self._write()
+        finally:
+            self.write_lock.release()
+
+    def _write(self) -> Iterator[sqlite3.Connection]:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -394,46 +413,33 @@ class Store(Queries, Redaction):
             "updated_at = excluded.updated_at", (key, value, utc_iso(now)))
 
 
-@dataclass(frozen=True)
-class DatabaseProbe:
-    """An existing database as ``inquiry-bot check`` sees it (nothing created or migrated)."""
-
-    writable: bool
-    schema_version: int  # migrations applied
-    latest_version: int  # migrations this code knows
-    error: str | None = None
-
-
-def probe_database(path: Path) -> DatabaseProbe:
-    """Can ``path`` (which exists) take a write lock, and how far is it migrated?
-
-    Read-only on purpose: a check must not migrate a database an older worker still uses.
-    """
-    latest = len(MIGRATIONS)
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None,
-                               timeout=2)
-    except sqlite3.Error as exc:
-        return DatabaseProbe(False, 0, latest, str(exc))
-    try:
-        conn.execute("BEGIN IMMEDIATE")  # the lock a worker's write would need
-        conn.execute("ROLLBACK")
-        has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                                 "name = 'schema_migrations'").fetchone()
-        version = (conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
-                   if has_table else 0)
-        return DatabaseProbe(True, version or 0, latest)
-    except sqlite3.Error as exc:
-        return DatabaseProbe(False, 0, latest, str(exc))
-    finally:
-        conn.close()
-
-
 # -- helpers -----------------------------------------------------------------------------
 
 # The umask is per process: without the lock, scheduler threads opening their stores at the
 # same moment can restore each other's umask and leave the whole process at 077.
 _UMASK_LOCK = threading.Lock()
+
+
+def writer_lock(path: Path) -> Any:
+    """The lock the writers of ``path`` in this process, and in the processes it forks
+    (the ``once`` sender), take in turn before SQLite's own (see :meth:`Store.transaction`).
+
+    A ``multiprocessing`` RLock: a POSIX semaphore that hands over at once and takes a
+    timeout, re-entrant for a thread that already holds it. Made when the first store of
+    ``path`` opens, so a process forked after that shares it. Where semaphores are missing
+    (no /dev/shm) a thread lock still orders this process's own threads."""
+    key = str(path)
+    lock = _WRITER_LOCKS.get(key)
+    if lock is None:
+        try:
+            lock = multiprocessing.get_context("fork").RLock()
+        except (OSError, ValueError, ImportError):
+            lock = threading.RLock()
+        lock = _WRITER_LOCKS.setdefault(key, lock)
+    return lock
+
+
+_WRITER_LOCKS: dict[str, Any] = {}
 
 
 def _connect(path: Path) -> sqlite3.Connection:

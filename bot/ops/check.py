@@ -23,7 +23,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from bot.adapters import oauth
 from bot.adapters.imap import tls_context
-from bot.adapters.store import probe_database
+from bot.adapters.probe import probe_database
 from bot.config import (
     CATEGORIES,
     MailboxSection,
