@@ -7,12 +7,15 @@ import email
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from email import policy
 from pathlib import Path
 
 import pytest
 from botenv import (
     BOT,
+    bot_env,
     customer_mail,
     query,
     scalar,
@@ -22,6 +25,7 @@ from botenv import (
 )
 
 from bot.ops.cli import main
+from bot.ops.worker import HANG_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +282,57 @@ def test_uidvalidity_change_rescans_without_duplicates(tmp_path, imap_server, sm
                      "(SELECT uidvalidity FROM mailbox_state)") == [
         ("ignored", "already-processed"), ("ignored", "already-processed")]
     assert len(smtp_server.received) == 2
+
+
+def test_once_sends_while_it_still_takes_in_mail(tmp_path, imap_server, smtp_server,
+                                                 monkeypatch):
+    """`once` over a backlog: the first batches' acknowledgements go out (the sender
+    process) while a later mail is still in hand, not all after the last one."""
+    marker = "HANG-backlog-4b2d"
+    monkeypatch.setenv(HANG_ENV, marker)  # the third mail hangs until SIGTERM
+    config = write_config(tmp_path, imap_server, smtp_server, mailbox={"batch_size": 1},
+                          staff={"notify": []})  # acknowledgements only
+    for n, text in enumerate(["How long do you keep my data?", "Who sees my address?",
+                              f"Please delete my account. {marker}"]):
+        imap_server.append(BOT, customer_mail(f"Question {n}", text,
+                                              sender=f"c{n}@example.com"))
+    worker = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "once"],
+                              env=bot_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        received = smtp_server.wait_for(2, timeout=60)  # while the third mail is in hand
+        assert worker.poll() is None
+        assert {r.rcpt_tos[0] for r in received} == {"c0@example.com", "c1@example.com"}
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    assert len(smtp_server.wait_for(3, timeout=30)) == 3  # the third, after it was finished
+    assert scalar(tmp_path / "state" / "tickets.db",
+                  "SELECT count(*) FROM outbox WHERE status = 'sent'") == 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited
+
+
+def test_the_sender_stops_when_once_is_killed(tmp_path, imap_server, smtp_server,
+                                              monkeypatch):
+    marker = "HANG-killed-once-61c0"
+    monkeypatch.setenv(HANG_ENV, marker)
+    config = write_config(tmp_path, imap_server, smtp_server, staff={"notify": []})
+    imap_server.append(BOT, customer_mail("Question", f"Who sees my address? {marker}"))
+    worker = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "once"],
+                              env=bot_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children")
+        senders = wait_until(lambda: [int(p) for p in children.read_text().split()], 60,
+                             "the sender process")
+    finally:
+        worker.kill()  # SIGKILL: no chance to tell the sender
+        worker.wait(timeout=10)
+    wait_until(lambda: not any(map(_alive, senders)), 10, "the sender to notice and exit")

@@ -34,6 +34,7 @@ from bot.errors import BotError, TransientError
 from bot.flows import audit, completion, escalation, first_run, notify_limits, verification
 from bot.flows.service import Handled, Service, too_large_reason
 from bot.models import MessageSource
+from bot.ops.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Worker:
         self.stop = threading.Event()
         self.worker_id = secrets.token_hex(8)  # tells this process's starts from others'
         self._wake_flush: Callable[[], None] = lambda: None
+        self._batch_done: Callable[[], None] = lambda: None  # once: wakes the sender
         self._thread_stores = threading.local()  # one connection per scheduler thread
         self.intake = first_run.Intake()  # this ingest pass's first-run rules
 
@@ -111,13 +113,17 @@ class Worker:
         """Fetch and process all new mail, flush the outbox, one escalation pass.
         ``since``: also import earlier mail that arrived from then on (tickets and acks)."""
         mailbox = Mailbox(self.settings.mailbox, oauth.credential(self.settings, "imap"))
-        try:
-            count = self.ingest(mailbox, since)
-        finally:
-            mailbox.close()
-        self.summarize()
-        self.verify()
-        self.flush()
+        # Forked after the login: the sender inherits the OAuth access token, if any.
+        with Sender(self._new_store, self.flush) as sender:
+            self._batch_done = sender.wake
+            try:
+                count = self.ingest(mailbox, since)
+            finally:
+                self._batch_done = lambda: None
+                mailbox.close()
+            self.summarize()
+            self.verify()
+        self.flush()  # what the sender left (nothing, unless it failed)
         self.escalate()
         return count
 
@@ -173,6 +179,7 @@ class Worker:
             if self.stop.is_set():
                 return handled  # not through the folder: a first start resumes next time
             handled += self._handle_batch(mailbox, batch, sizes)
+            self._batch_done()
         if not self.stop.is_set():
             self.intake.finish(self.store, self.settings, folder, self.clock())
         return handled
@@ -332,6 +339,9 @@ class Worker:
         self._wake_flush = lambda: flush_job.modify(next_run_time=utcnow())
         return scheduler
 
+    def _new_store(self) -> Store:
+        return Store(self.settings.database_path, self.settings.storage.max_page_count)
+
     def _job(self, step: Callable[[Store], object]) -> Callable[[], None]:
         """Wrap a step for a scheduler thread: the thread's own SQLite connection (shared by
         every job that thread runs), errors logged."""
@@ -340,8 +350,7 @@ class Worker:
         def job() -> None:
             try:
                 if getattr(local, "store", None) is None:
-                    local.store = Store(self.settings.database_path,
-                                        self.settings.storage.max_page_count)
+                    local.store = self._new_store()
                 step(local.store)
             except Exception as exc:  # noqa: BLE001 - a failing job must not kill the scheduler
                 log.warning("%s failed: %s: %s", step.__name__, type(exc).__name__, exc)

@@ -1,0 +1,85 @@
+"""For ``once``: a forked process that sends the outbox while the worker takes in mail.
+
+Taking in a backlog is CPU work in the worker process; sending is mostly waiting for the
+SMTP server. With a sender process the acknowledgements of the first batch go out while the
+next batches are handled, instead of all of them after the last one. It flushes each time
+it is woken (after every batch), once more when told the pass is over, and then exits; it
+has its own SQLite connection, and both take the store's write lock in turn (see
+bot.adapters.store.WriteLock). Each mail is still marked sent before the next one is
+sent, as in any flush. The sender stops by itself if the worker dies.
+
+The sender is forked only from a single-threaded process (the ``once`` command is one):
+a fork copies the locks of other threads as they are, possibly held. Otherwise, and where
+``fork`` is not available, the worker sends everything at the end, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+from bot.adapters.store import Store
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0  # how often an idle sender checks that the worker is still there
+JOIN_SECONDS = 600.0  # the last flush of a pass (long queue, slow server) may take a while
+
+
+class Sender:
+    """``with Sender(open_store, flush) as sender: ... sender.wake() ...``"""
+
+    def __init__(self, open_store: Callable[[], Store],
+                 flush: Callable[[Store], object]) -> None:
+        self._open_store, self._flush = open_store, flush
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._wake = self._done = None
+
+    def __enter__(self) -> Sender:
+        if "fork" not in multiprocessing.get_all_start_methods() or \
+                threading.active_count() > 1:
+            return self
+        context = multiprocessing.get_context("fork")
+        self._wake, self._done = context.Event(), context.Event()
+        self._process = context.Process(target=self._run, args=(os.getpid(),),
+                                        name="outbox-sender", daemon=True)
+        self._process.start()
+        return self
+
+    def wake(self) -> None:
+        """Mail was queued: send what is due now."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._process is None:
+            return
+        self._done.set()
+        self._wake.set()
+        self._process.join(JOIN_SECONDS)
+        if self._process.is_alive():  # the worker's own flush sends what is left
+            log.warning("outbox sender still busy after %.0fs: stopping it", JOIN_SECONDS)
+            self._process.terminate()
+            self._process.join()
+
+    def _run(self, worker_pid: int) -> None:
+        """In the forked process: flush on every wake, once more at the end."""
+        store = self._open_store()
+        try:
+            while os.getppid() == worker_pid:
+                if not self._wake.wait(POLL_SECONDS):
+                    continue
+                self._wake.clear()
+                last = self._done.is_set()
+                self._flush(store)
+                if last:
+                    return
+        except Exception as exc:  # noqa: BLE001 - the worker's own flush sends what is left
+            log.warning("outbox sender failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            store.close()
