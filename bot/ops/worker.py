@@ -23,8 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-
-from apscheduler.schedulers.background import BackgroundScheduler
+from typing import TYPE_CHECKING
 
 from bot.adapters import oauth, outbox
 from bot.adapters.imap import CONNECTION_ERRORS, Mailbox
@@ -35,6 +34,9 @@ from bot.flows import audit, completion, escalation, first_run, notify_limits, v
 from bot.flows.service import Handled, Service, too_large_reason
 from bot.models import MessageSource
 from bot.ops.sender import Sender
+
+if TYPE_CHECKING:  # imported by `run` only: `once` does without the scheduler (~50 ms)
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +319,8 @@ class Worker:
 
     # -- scheduler ------------------------------------------------------------------------
     def _start_scheduler(self) -> BackgroundScheduler:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         scheduler = BackgroundScheduler(timezone=self.settings.bot.timezone)
         flush_job = scheduler.add_job(self._job(self.flush), "interval",
                                       seconds=OUTBOX_RETRY_SECONDS, id="outbox",
