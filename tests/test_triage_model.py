@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -178,6 +179,24 @@ MACHINE_CASES = [
      + "\n配信停止はこちら", "bulk-content"),
     ("Undeliverable: your message", "Your message could not be delivered to one or more "
      "recipients.", "bounce-content"),
+    # Away in other words, people who left, closures, no-reply boxes, local bounces.
+    ("Re: Your question", "I'm on parental leave and will be back in the office in "
+     "September. For anything urgent, my colleague at ops@example.com can help.",
+     "auto-reply-content"),
+    ("Trả lời: Hóa đơn tháng 5", "Em đã nghỉ việc ở công ty từ tháng 3, hộp thư này sẽ sớm "
+     "bị khóa. Anh chị liên hệ phòng kế toán giúp em nhé.", "auto-reply-content"),
+    ("Lich nghi Tet", "Cong ty chung toi se nghi Tet tu 26/1 den 2/2. Don hang se duoc xu ly "
+     "khi lam viec tro lai.", "auto-reply-content"),
+    ("お盆休みのお知らせ", "8月12日から16日まで休業いたします。17日より順次ご対応いたします。",
+     "auto-reply-content"),
+    ("Thư trả lời tự động", "Cảm ơn anh chị đã gửi thư, chúng tôi sẽ đọc khi có thể.",
+     "auto-reply-content"),
+    ("Re: Đơn hàng", "Hộp thư này không được theo dõi. Vui lòng gọi hotline 1900 1234.",
+     "auto-reply-content"),
+    ("Delivery delayed: report", "This message hasn't been delivered yet. Delivery will "
+     "continue to be attempted.", "bounce-content"),
+    ("Thư bị trả lại", "Không thể gửi thư đến địa chỉ ketoan@example.vn: hộp thư không tồn "
+     "tại.", "bounce-content"),
 ]
 HUMAN_LOOKALIKES = [
     ("Deletion before I leave", "I'll be out of the office from Monday until the 20th, so "
@@ -187,6 +206,15 @@ HUMAN_LOOKALIKES = [
     ("Re: [CJD-000300] We received your request", "Here is the code you asked for: "
      "12345678\n\n> This is an automatically generated acknowledgement."),
     ("hỏi", "Em đang đi công tác đến ngày 10, lúc đó em gửi giấy tờ được không ạ?"),
+    ("Fwd: Trả lời tự động", "Tôi gửi yêu cầu từ tuần trước mà chỉ nhận được thư tự động "
+     "này.\n\n---------- Thư đã chuyển tiếp ----------\nĐây là thư trả lời tự động, chúng "
+     "tôi sẽ phản hồi sớm."),
+    ("Nhân viên nghỉ việc", "Chị Lan đã nghỉ việc tại công ty chúng tôi từ tháng trước. Đề "
+     "nghị xóa tài khoản thành viên của chị ấy."),
+    ("New address", "I no longer work for Acme and this mailbox will be closed soon. Please "
+     "update the email on my account to jo@example.com."),
+    ("Documents", "Our office will be closed next week for the holidays, so please send the "
+     "copy of my data before Friday."),
 ]
 
 
@@ -222,6 +250,26 @@ def test_shipped_corpus_suppresses_no_human_mail() -> None:
     suppressed = [s.source for i, s in enumerate(samples) if not s.machine
                   and machine_generated_reason(parse_message(build_mail(s, i)),
                                                "contact@cijidas.jp")]
+    assert suppressed == []
+
+
+def test_development_set_of_machine_mail() -> None:
+    """tests/fixtures/triage/dev-machine.txt, written from the labelling rules alone to tune
+    these rules on (the held-out split is not): what they catch, and no human mail lost.
+    Left out on purpose: transactional notices (orders, receipts, sign-in alerts, one-time
+    codes, surveys) and human-written list posts, which only headers tell reliably."""
+    from bot.mail.autogen import machine_generated_reason
+    from bot.mail.parse import parse_message
+    from bot.triage.corpus import parse_corpus
+
+    path = Path(__file__).parent / "fixtures" / "triage" / "dev-machine.txt"
+    samples = parse_corpus(path.read_text(encoding="utf-8"), path.name)
+    reasons = [machine_generated_reason(parse_message(build_mail(s, i)), "contact@cijidas.jp")
+               for i, s in enumerate(samples)]
+    caught = sum(r is not None for s, r in zip(samples, reasons, strict=True) if s.machine)
+    suppressed = [s.subject for s, r in zip(samples, reasons, strict=True)
+                  if not s.machine and r is not None]
+    assert caught >= 82 and sum(s.machine for s in samples) == 96
     assert suppressed == []
 
 
@@ -263,3 +311,16 @@ def test_train_writes_a_company_model_the_service_picks_up(tmp_path, bot_setting
     ticket = store.ticket_by_ref(handled.ref)
     assert ticket["triage_model"] == model.version
     store.close()
+
+
+@pytest.mark.parametrize(("text", "folded"), [
+    ("Xoá TÀI khoản", "xoa tai khoan"),
+    ("Đặng Thị Ưu", "dang thi uu"),
+    ("まで確認できません", "まで確認できません"),  # kana keep their voicing marks
+    ("ご連絡", "ご連絡"),
+    ("년월일", "년월일"),  # Hangul syllables stay whole
+])
+def test_fold_strips_only_latin_marks(text: str, folded: str) -> None:
+    from bot.triage.text import fold
+
+    assert fold(text) == folded and len(fold(text)) == len(text)

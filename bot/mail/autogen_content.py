@@ -23,28 +23,53 @@ PERSONAL_MIN_CHARS = 150
 _MARKER = re.compile(
     r"\[(?:tin nhan|thu|email|phan hoi|tra loi) tu dong\]|\[auto(?:matic)?[- ]?reply\]"
     r"|this is an? (?:automated|automatic(?:ally generated)?|auto[- ]?generated) "
-    r"(?:reply|response|message|notification|e-?mail|delivery status notification)"
+    r"(?:reply|response|message|notification|e-?mail|delivery status notification"
+    r"|acknowledge?ment|receipt|confirmation)"
     r"|(?:email|thu|tin nhan) (?:nay )?(?:duoc )?(?:gui|tao) tu dong"
     r"|day la (?:thu|email|tin nhan) (?:tra loi |phan hoi )?tu dong"
     r"|自動(?:返信|応答|送信)(?:メール|です|しています|されて)"
     r"|this (?:e-?mail|message) was (?:sent|generated) automatically"
     r"|repl(?:y|ies)(?: to this (?:e-?mail|message))? (?:is|are) not monitored"
+    r"|this (?:mailbox|inbox|e-?mail address) is not monitored"
+    r"|repl(?:y|ies) to (?:it|this (?:e-?mail|message|address)) (?:are|will) not (?:be )?read"
+    r"|hop thu nay khong (?:duoc theo doi|nhan (?:thu )?phan hoi)"
     r"|requires you to confirm your (?:message|e-?mail)|confirm your message before"
     r"|your (?:request|ticket|case|enquiry|inquiry)(?: \S+)? (?:has been|was) "
     r"(?:received|created|opened|logged)"
     r"|yeu cau (?:ho tro )?(?:cua (?:ban|quy khach) )?(?:so \S+ )?da duoc tiep nhan"
     r"|お問い合わせを受け付けました|受付(?:完了|いたしました)")
 _AWAY = re.compile(
-    r"\b(?:i am|i'm|im) (?:currently )?(?:out of (?:the )?office|away|on (?:annual |parental |"
-    r"sick )?leave|on (?:vacation|holiday)|travell?ing)"
+    r"\b(?:i am|i'm|im) (?:currently )?(?:out of (?:the )?office|away|on (?:\w+ )?leave"
+    r"|on (?:vacation|holiday)|travell?ing)"
     r"|\b(?:toi|minh|em) (?:hien )?(?:dang )?(?:nghi phep|nghi tet|vang mat|di cong tac|"
-    r"nghi le)"
+    r"nghi le|nghi thai san|nghi om)"
     r"|不在(?:にしております|です|となります)|休暇(?:中|を)")
 _LATER = re.compile(
     r"\b(?:until|till|return(?:ing)? on|when i(?: a|')?m back|upon my return|on my return"
-    r"|limited access|will (?:reply|respond|get back))"
-    r"|\b(?:den (?:het )?ngay|toi ngay|khi (?:quay|tro) lai|se (?:phan hoi|tra loi|lien he))"
+    r"|limited access|will (?:reply|respond|get back)|(?:will|i'll) be back)"
+    r"|\b(?:den (?:het )?ngay|den \d{1,2}[/.-]\d|toi ngay|khi (?:quay|tro) lai"
+    r"|se (?:phan hoi|tra loi|lien he))"
     r"|戻り次第|まで(?:不在|休暇)|確認できません")
+# Someone who has left, or an address that is being closed: nobody will read our answer.
+_GONE = re.compile(
+    r"\bno longer (?:work(?:s|ing)? (?:at|for|with)|with (?:the company|\w+)|employed)"
+    r"|\b(?:this|my|the) (?:mailbox|inbox|e-?mail (?:address|account))(?: \w+){0,3} "
+    r"(?:will be|is being|has been) (?:closed|deactivated|discontinued|deleted)"
+    r"|\b(?:messages|e-?mails) sent to (?:it|this (?:address|mailbox)) will (?:no longer|not)"
+    r" be (?:read|monitored|forwarded)"
+    r"|\b(?:da )?khong con (?:lam viec|cong tac) (?:tai|o|cho|voi)"
+    r"|\b(?:toi|minh|em) (?:da )?nghi viec (?:tai|o)\b"
+    r"|\bkhong con (?:xu ly|theo doi|su dung|kiem tra) (?:email|hop thu|dia chi|thu) nay"
+    r"|\bhop thu nay (?:se )?(?:som )?(?:bi khoa|bi xoa|ngung hoat dong|khong con)"
+    r"|退職(?:いたしました|しました)|退社(?:いたしました|しました)")
+# A company's holiday closure notice: "our office will be closed from ... to ...".
+_CLOSED = re.compile(
+    r"\bour (?:office|offices|company|customer service|support team|shop|store)s? "
+    r"(?:will be|is|are) closed\b"
+    r"|\b(?:thong bao )?lich nghi (?:le|tet)\b"
+    r"|\b(?:cong ty|van phong|chung toi) (?:se )?(?:tam )?nghi (?:le|tet)\b"
+    r"|(?:夏季|冬季|年末年始|ゴールデンウィーク|gw|お盆)(?:休暇|休業|休み)(?:のお知らせ|をいただ)"
+    r"|休業(?:いたします|させていただきます|期間|日)")
 _FOOTER = re.compile(
     r"\bunsubscribe\b|\bto stop receiving\b|\bmanage (?:your )?(?:email )?preferences\b"
     r"|\bdo not reply to this (?:e-?mail|message)\b|\bthis mailbox is not monitored\b"
@@ -57,23 +82,31 @@ _FOOTER = re.compile(
 _FIRST_PERSON = re.compile(r"\b(?:i|my|me|toi|minh|em|chung toi muon)\b|私|僕")
 _FIRST_PERSON_REQUEST = re.compile(
     r"\bplease (?:delete|remove|send|correct|update|process|unsubscribe)"
-    r"|\b(?:xin|vui long|nho) (?:xoa|xu ly|gui|sua|cap nhat)")
+    r"|\b(?:xin|vui long|nho|de nghi|yeu cau) (?:xoa|xu ly|gui|sua|cap nhat|cung cap)")
 _BOUNCE_SUBJECT = re.compile(
-    r"^(?:undeliverable|undelivered mail|delivery (?:status notification|failure|failed)"
+    r"^(?:undeliverable|undelivered mail|delivery (?:status notification|failure|failed|delayed)"
     r"|mail delivery (?:warning|failed|failure|subsystem)|returned mail|failure notice"
     r"|delivery notification)", re.IGNORECASE)
+# The same, as mail servers in Vietnam and Japan write it (matched on the folded subject).
+_BOUNCE_SUBJECT_LOCAL = re.compile(
+    r"^(?:(?:thu|email|e-mail) (?:khong (?:the )?gui (?:duoc|di|den)|bi tra (?:lai|ve)"
+    r"|gui khong thanh cong|chua (?:duoc )?gui)"
+    r"|(?:メール)?(?:配信|配送|送信)(?:不能|エラー|失敗|できませんでした))")
 _BOUNCE_BODY = re.compile(
     r"(?:was not|wasn't|could not be|couldn't be) delivered|address not found"
     r"|not listed in|delivery has failed|delivery to the following recipients? has been "
     r"delayed|could not be delivered|delivery to the following recipients? failed|permanent error"
     r"|the following addresses? (?:had permanent fatal errors|failed)|user unknown"
     r"|mailbox (?:unavailable|full)|no such user|(?:has not|hasn't) (?:yet )?been delivered"
-    r"|see transcript for details")
+    r"|see transcript for details"
+    r"|khong the (?:gui|chuyen) (?:den|toi|duoc)|(?:nguoi nhan|hop thu)(?: \w+){0,3} khong ton tai"
+    r"|(?:宛先|アドレス)が(?:見つかりません|存在しません)|配信できませんでした|送信できませんでした")
 
 
 # Bracketed tags that notification systems, not people, put at the start of a subject.
 _SUBJECT_TAG = re.compile(r"^\s*(?:【[^】]{0,30}(?:自動送信|自動返信|お知らせ|通知|ご案内)】"
-                          r"|\[(?:auto(?:matic)?[- ]?reply|request received|no-?reply)\])")
+                          r"|\[(?:auto(?:matic)?[- ]?reply|request received|no-?reply)\]"
+                          r"|(?:thu )?(?:tra loi|phan hoi) tu dong\b|自動(?:返信|応答)\s*[:：])")
 _READ_SUBJECT = re.compile(r"^(?:read|lu|gelesen|da doc|開封済み|開封確認)\s*[:：]",
                            re.IGNORECASE)
 _READ_BODY = re.compile(r"\bwas read on\b|\bda duoc doc\b|開封されました|\bwurde .*gelesen")
@@ -92,7 +125,9 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
     body = body or new_text
     if _READ_SUBJECT.match(fold(subject).strip()) and _READ_BODY.search(fold(body)):
         return "read-receipt-content"
-    if _BOUNCE_SUBJECT.match(subject.strip()) and _BOUNCE_BODY.search(fold(body)):
+    bounce_subject = _BOUNCE_SUBJECT.match(subject.strip()) or \
+        _BOUNCE_SUBJECT_LOCAL.match(fold(subject).strip())
+    if bounce_subject and _BOUNCE_BODY.search(fold(body)):
         return "bounce-content"
     closing = fold(body[len(body) * 2 // 3:])
     if (len(body) >= MIN_BULK_CHARS and _FOOTER.search(closing)
@@ -112,9 +147,13 @@ def reads_as_a_person(new_text: str) -> bool:
 def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
     if _MARKER.search(opening) or _SUBJECT_TAG.match(subject):
         return True
-    # An away notice asks nothing of us: a question or a request makes it a person's mail.
-    return bool(_AWAY.search(opening) and _LATER.search(opening) and len(new_text) < 1200
-                and "?" not in opening and not _FIRST_PERSON_REQUEST.search(opening))
+    # A notice asks nothing of us: a question or a request makes it a person's mail.
+    asks = "?" in opening or bool(_FIRST_PERSON_REQUEST.search(opening))
+    if asks or len(new_text) >= 1200:
+        return False
+    away = bool(_AWAY.search(opening) and _LATER.search(opening))
+    notice = bool(_GONE.search(opening) or _CLOSED.search(f"{subject} {opening}"))
+    return away or notice
 
 
 def _is_reply(subject: str) -> bool:

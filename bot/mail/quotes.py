@@ -121,7 +121,9 @@ _SEPARATOR_WORDS = (
     r"|mensagem\s+encaminhada|messaggio\s+inoltrato|doorgestuurd\s+bericht"
     r"|vidarebefordrat\s+meddelande|videresendt\s+meddelelse|videresendt\s+melding"
     r"|välitetty\s+viesti|przekazana\s+wiadomość|wiadomość\s+przekazana"
-    r"|пересылаемое\s+сообщение|přeposlaná\s+zpráva|thư\s+được\s+chuyển\s+tiếp"
+    r"|пересылаемое\s+сообщение|přeposlaná\s+zpráva"
+    r"|(?:thư|thu|tin\s+nhắn|tin\s+nhan)\s+(?:đã\s+|da\s+)?(?:được\s+|duoc\s+)?"
+    r"(?:chuyển\s+tiếp|chuyen\s+tiep)"
     r"|転送されたメッセージ|转发的邮件|轉寄的郵件|전달된\s*메시지"
 )
 _SEPARATOR = re.compile(

@@ -1,9 +1,10 @@
 """Text normalisation shared by language detection and classification.
 
-Folding (NFC, lower-case, strip combining marks, đ -> d) makes "Xoá", "xóa" and "xoa"
-the same string, so one rule covers Vietnamese with and without diacritics. The fold is
-length-preserving for NFC text, so a match position in folded text points at the same
-characters in the original and cues can quote what the customer actually wrote.
+Folding (NFC, lower-case, strip the combining marks of Latin letters, đ -> d) makes "Xoá",
+"xóa" and "xoa" the same string, so one rule covers Vietnamese with and without diacritics;
+kana and Hangul keep theirs ("で" is not "て"). The fold is length-preserving for NFC text,
+so a match position in folded text points at the same characters in the original and cues
+can quote what the customer actually wrote.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class _FoldTable(dict[int, str | None]):
         else:
             lowered = char.lower()
             base = unicodedata.normalize("NFD", lowered)[:1] if lowered else char
-            value = base if len(lowered) == 1 else lowered
+            # Only Latin letters lose their marks: "で" is not "て", nor "년" its first jamo.
+            value = base if len(lowered) == 1 and base.isascii() else lowered
         self[code] = value
         return value
 
