@@ -256,3 +256,22 @@ def test_datasette_has_a_quarantined_query(service: Service) -> None:
         rows = conn.execute(sql).fetchall()
     assert [(r[1], r[3], r[5]) for r in rows] == [("INBOX", 17, "not-fetched: no data")]
     assert "description" in database["tables"]["attempts"]
+
+
+@pytest.mark.parametrize(("arrived", "outcome", "acknowledged"), [
+    (NOW - timedelta(days=1), Outcome.TICKET, False),  # in the first-start window: quiet
+    (NOW - timedelta(days=40), Outcome.QUARANTINED, False),  # older: not answered at all
+    (NOW + timedelta(minutes=1), Outcome.TICKET, True),  # arrived after the start: as usual
+])
+def test_a_failing_mail_follows_the_first_start_rules(service: Service, monkeypatch, arrived,
+                                                      outcome, acknowledged) -> None:
+    from bot.rules.intake import IntakePolicy, Start
+
+    monkeypatch.setattr(intake, "triage_mail", _boom)
+    first_start = IntakePolicy(Start.FIRST_RUN, NOW - timedelta(days=7), started=NOW)
+    raw = customer_mail("Question", "What data do you keep about me?")
+    result = service.record_failure(MessageSource("INBOX", 1, 1), raw, "error: boom", NOW,
+                                    False, "RuntimeError", arrived, first_start)
+    assert result.outcome == outcome
+    kinds = [k for k, _ in outbox_kinds(service)]
+    assert ("acknowledgement" in kinds) == acknowledged

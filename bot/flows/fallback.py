@@ -64,9 +64,12 @@ def header_only_mail(raw: bytes) -> InboundMail:
 
 
 def ticket_from_failure(ctx: Context, source: MessageSource, raw: bytes, error_class: str,
-                        reason: str, now: datetime) -> Handled | None:
+                        reason: str, now: datetime, may_acknowledge: bool = True
+                        ) -> Handled | None:
     """Open the review ticket for a human mail whose handling raised; None when the mail is
-    not one (it is then quarantined by the caller) or even this failed."""
+    not one (it is then quarantined by the caller) or even this failed. Without
+    ``may_acknowledge`` (mail from before the bot's first start) the customer is not
+    answered."""
     try:
         mail = header_only_mail(raw)
         key = message_key(mail, raw)
@@ -77,7 +80,7 @@ def ticket_from_failure(ctx: Context, source: MessageSource, raw: bytes, error_c
     if why_not:
         log.info("uid %s: no review ticket (%s): quarantined", source.uid, why_not)
         return None
-    for acknowledge in (True, False):
+    for acknowledge in (True, False) if may_acknowledge else (False,):
         try:
             with ctx.store.transaction() as conn:
                 return _open_review_ticket(ctx, conn, source, key, mail, error_class, reason,

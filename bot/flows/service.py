@@ -112,16 +112,19 @@ class Service:
                       reopen_days=self.settings.tickets.reopen_days)
 
     def record_failure(self, source: MessageSource, raw: bytes | None, error: str,
-                       now: datetime, quarantined: bool,
-                       error_class: str = "error") -> Handled:
+                       now: datetime, quarantined: bool, error_class: str = "error",
+                       received_at: datetime | None = None,
+                       policy: IntakePolicy | None = None) -> Handled:
         """A message we could not handle (it stays in the mailbox): a human mail still
         becomes a ticket for review (:mod:`bot.flows.fallback`); anything else is recorded
-        as quarantined."""
+        as quarantined. The first-start rules hold here too: mail from before the bot's
+        start gets no acknowledgement (in the window: a quiet ticket; older: quarantined)."""
         key = raw_key(raw) if raw else f"uid:{source.uidvalidity}:{source.uid}"
         reason = error[:MAX_REASON]
-        if raw:
+        taken = (policy or IntakePolicy()).decide(arrival_time(received_at, None, now))
+        if raw and taken != Intake.SKIP:
             handled = fallback.ticket_from_failure(self.ctx, source, raw, error_class, reason,
-                                                   now)
+                                                   now, may_acknowledge=taken == Intake.NORMAL)
             if handled is not None:
                 return handled
         with self.store.transaction() as conn:

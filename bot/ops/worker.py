@@ -232,7 +232,7 @@ class Worker:
             log.warning("uid %s: cannot process (%s: %s)", source.uid, type(exc).__name__, exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))
             result = self._fail(mailbox, source, raw, f"error: {type(exc).__name__}: {exc}",
-                                type(exc).__name__)
+                                type(exc).__name__, arrived)
         _log_result(source, result, started)
 
     def _undo_start(self, source: MessageSource) -> None:
@@ -266,10 +266,11 @@ class Worker:
         _log_result(source, result, started)
 
     def _fail(self, mailbox: Mailbox, source: MessageSource, raw: bytes | None,
-              reason: str, error_class: str = "error") -> Handled:
+              reason: str, error_class: str = "error",
+              arrived: datetime | None = None) -> Handled:
         copied = self._copy_to_quarantine(mailbox, source)
         return self.service.record_failure(source, raw, reason, self.clock(), copied,
-                                           error_class)
+                                           error_class, arrived, self.intake.policy)
 
     @staticmethod
     def _copy_to_quarantine(mailbox: Mailbox, source: MessageSource) -> bool:
