@@ -10,8 +10,9 @@ import pytest
 from botenv import customer_mail
 from test_verification import Desk
 
-from bot.adapters.store import utc_iso
+from bot.adapters.store import Store, utc_iso
 from bot.flows.autoreply import send_slot
+from bot.rules.sla import from_iso
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -27,8 +28,24 @@ H = timedelta(hours=1)
     ([T0 + H, T0, T0 + M], T0 + 2 * M, 3, T0 + H),       # order does not matter
     ([T0] * 10, T0, 3, T0 + H),                          # only the latest `cap` count
 ])
-def test_send_slot(sent, now, cap, expected):
-    assert send_slot([utc_iso(t) for t in sent], now, cap) == expected
+def test_send_slot(sent, now, cap, expected, tmp_path):
+    """The store keeps the send times and finds the cap-th latest; the pure rule adds the
+    hour."""
+    store = Store(tmp_path / "tickets.db")
+    with store.transaction() as conn:
+        for at in sent:
+            store.add_auto_mail_slot(conn, utc_iso(at), drop_before=utc_iso(now - H))
+    nth = store.nth_latest_auto_mail(cap)
+    assert send_slot(from_iso(nth) if nth else None, now) == expected
+
+
+def test_send_times_older_than_the_hour_are_dropped(tmp_path):
+    store = Store(tmp_path / "tickets.db")
+    with store.transaction() as conn:
+        for minutes in (0, 30, 61, 91):
+            now = T0 + minutes * M
+            store.add_auto_mail_slot(conn, utc_iso(now), drop_before=utc_iso(now - H))
+    assert store.count("auto_mail_slots") == 2  # 61 and 91: 0 and 30 no longer count
 
 
 def test_acknowledgements_beyond_the_cap_wait_for_their_slot(tmp_path):

@@ -219,3 +219,9 @@ class Queries:
             "SELECT count(*) FROM processed WHERE mailbox = ? AND reason LIKE 'before-first-run%' "
             "AND processed_at >= ?", (mailbox, since)).fetchone()[0]
         return refs, skipped
+
+    def nth_latest_auto_mail(self, n: int) -> str | None:
+        """The send time of the ``n``-th latest automatic mail (limits.auto_mail_per_hour)."""
+        row = self.conn.execute("SELECT at FROM auto_mail_slots ORDER BY at DESC LIMIT 1 "
+                                "OFFSET ?", (n - 1,)).fetchone()
+        return row[0] if row else None

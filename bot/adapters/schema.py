@@ -6,6 +6,7 @@ Each migration runs once, in order, inside its own transaction, and is recorded 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -236,8 +237,22 @@ def _migration_outbox_recipients_index(db: sqlite_utils.Database) -> None:
                "ON outbox_recipients(outbox_id, created_at)")
 
 
+def _migration_auto_mail_slots(db: sqlite_utils.Database) -> None:
+    # Send times of automatic mail under limits.auto_mail_per_hour, one row each. They were a
+    # JSON list in job_state, read and rewritten whole for every mail (a 40 kB row per mail
+    # at a cap of a few thousand); the cap-th latest is now one indexed lookup, and rows
+    # older than the hour are dropped as new ones come.
+    db.execute("CREATE TABLE auto_mail_slots (at TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_auto_mail_slots_at ON auto_mail_slots(at)")
+    row = db.execute("SELECT value FROM job_state WHERE key = 'auto_mail_slots'").fetchone()
+    if row and row[0]:
+        db.conn.executemany("INSERT INTO auto_mail_slots (at) VALUES (?)",
+                            [(at,) for at in json.loads(row[0])])
+    db.execute("DELETE FROM job_state WHERE key = 'auto_mail_slots'")
+
+
 MIGRATIONS = [_migration_1, _migration_2_verification, _migration_job_state,
               _migration_admin_views, _migration_bounces, _migration_outbox_ticket_index,
               _migration_staff_notices, _migration_triage_model, _migration_attempts,
               _migration_completion, _migration_request_kind,
-              _migration_outbox_recipients_index]
+              _migration_outbox_recipients_index, _migration_auto_mail_slots]

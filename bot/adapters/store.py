@@ -404,6 +404,11 @@ class Store(Queries, Redaction):
         row = self.conn.execute("SELECT value FROM job_state WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def add_auto_mail_slot(self, conn: sqlite3.Connection, at: str, drop_before: str) -> None:
+        """Record an automatic mail's send time; forget those that no longer count."""
+        conn.execute("INSERT INTO auto_mail_slots (at) VALUES (?)", (at,))
+        conn.execute("DELETE FROM auto_mail_slots WHERE at < ?", (drop_before,))
+
     def set_job_state(self, conn: sqlite3.Connection, key: str, value: str,
                       now: datetime) -> None:
         """Remember ``value`` under ``key`` (inside the transaction that did the job)."""

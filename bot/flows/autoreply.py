@@ -21,7 +21,6 @@ Postfix). A delay warning is never a failure.
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Iterable
@@ -49,7 +48,6 @@ _COPY_START = re.compile(r"^[- ]*(?:original message|returned message|.{0,40}bel
                          r"a copy|.{0,40}this is a copy of the message)", re.I | re.M)
 _ADDRESS = re.compile(r"[\w.+=-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 _SUPPRESSED_EVENT = "auto_reply_suppressed"
-SLOTS_KEY = "auto_mail_slots"            # job_state: send times of the latest automatic mails
 CAP_ALERT_KEY = "auto_mail_cap_alerted"  # job_state: when staff last heard about the cap
 CAP_WINDOW = timedelta(hours=1)
 
@@ -140,24 +138,20 @@ def queue_mail(store: Store, settings: Settings, conn: sqlite3.Connection,
 
 # -- the overall cap -----------------------------------------------------------------------
 
-def send_slot(sent: list[str], now: datetime, cap: int) -> datetime:
+def send_slot(nth_latest: datetime | None, now: datetime) -> datetime:
     """When the next automatic mail may go out so that no rolling hour holds more than
-    ``cap`` of them, given the send times (as stored: UTC ISO strings, which sort in time
-    order) of the latest ones. PURE. Only one time is parsed: this runs for every mail."""
-    if len(sent) < cap:
-        return now
-    return max(now, from_iso(sorted(sent)[-cap]) + CAP_WINDOW)
+    ``cap`` of them, given the send time of the ``cap``-th latest one (None: fewer were
+    sent). PURE."""
+    return now if nth_latest is None else max(now, nth_latest + CAP_WINDOW)
 
 
 def take_send_slot(store: Store, settings: Settings, conn: sqlite3.Connection,
                    ticket_id: int | None, kind: str, now: datetime) -> datetime:
     """Reserve the send time of one automatic mail (inside its transaction); a mail held
     back is an event of its ticket, and staff hear about the cap at most once an hour."""
-    cap = settings.limits.auto_mail_per_hour
-    sent = json.loads(store.job_state(SLOTS_KEY) or "[]")
-    slot = send_slot(sent, now, cap)
-    kept = sorted([*sent, utc_iso(slot)])[-cap:]  # the formula needs the latest ``cap``
-    store.set_job_state(conn, SLOTS_KEY, json.dumps(kept), now)
+    nth = store.nth_latest_auto_mail(settings.limits.auto_mail_per_hour)
+    slot = send_slot(from_iso(nth) if nth else None, now)
+    store.add_auto_mail_slot(conn, utc_iso(slot), drop_before=utc_iso(now - CAP_WINDOW))
     if slot > now:
         store.add_event(conn, ticket_id, now, "auto_mail_deferred",
                         {"kind": kind, "until": utc_iso(slot)})
