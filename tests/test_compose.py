@@ -304,3 +304,34 @@ def test_configured_texts_appear_in_the_customers_language(category, english, vi
     en_text, _ = parts(ack(category, Language.EN))
     assert vietnamese in vi_text and english not in vi_text
     assert english in en_text and vietnamese not in en_text
+
+
+def test_plain_addresses_take_the_short_way_to_the_same_header(monkeypatch):
+    """compose._PLAIN_ADDRESS skips the RFC 5322 parser for dot-atom addresses: the header
+    written must be what the parser's Address gives."""
+    import random
+    import re
+
+    from bot.mail import compose
+
+    rng = random.Random(3)
+    atoms = ["a", "b.c", "x+tag", "o'neil", "A_B", "1", "-", "é", "a..b", ".a", "a b", "\"q\""]
+    domains = ["example.org", "mail.example.co.jp", "ex-ample.vn", "localhost", "b..c", "-x.y"]
+    names = ["", "Nguyễn Văn A", "Smith, John", "O'Neil", "a\"b", "=?utf-8?q?x?=", "(c)"]
+    cases = {(f"{rng.choice(atoms)}@{rng.choice(domains)}", rng.choice(names))
+             for _ in range(600)}
+    short = {}
+    for addr, name in cases:
+        try:
+            short[addr, name] = compose._formatted.__wrapped__(addr, name)
+        except ValueError:
+            short[addr, name] = ValueError
+    monkeypatch.setattr(compose, "_PLAIN_ADDRESS", re.compile(r"(?!)"))  # parser only
+    for (addr, name), expected in short.items():
+        try:
+            got = compose._formatted.__wrapped__(addr, name)
+        except ValueError:
+            got = ValueError
+        assert got == expected, (addr, name)
+    written = [v for v in short.values() if v is not ValueError]
+    assert len(written) > 100 and len(written) < len(short)  # both kinds were tried

