@@ -197,6 +197,13 @@ MACHINE_CASES = [
      "continue to be attempted.", "bounce-content"),
     ("Thư bị trả lại", "Không thể gửi thư đến địa chỉ ketoan@example.vn: hộp thư không tồn "
      "tại.", "bounce-content"),
+    # A company's system writing to its own customer.
+    ("Your Maple & Co order", "Hello Sam, we've received your order and will email you when "
+     "it ships. Order total: $42.00", "notification-content"),
+    ("Mã OTP", "Mã OTP của Quý khách là 556677, hiệu lực trong 3 phút. Không chia sẻ mã "
+     "này cho bất kỳ ai.", "notification-content"),
+    ("Accepted: Quarterly review", "Tran Binh has accepted this meeting.",
+     "notification-content"),
 ]
 HUMAN_LOOKALIKES = [
     ("Deletion before I leave", "I'll be out of the office from Monday until the 20th, so "
@@ -215,6 +222,10 @@ HUMAN_LOOKALIKES = [
      "update the email on my account to jo@example.com."),
     ("Documents", "Our office will be closed next week for the holidays, so please send the "
      "copy of my data before Friday."),
+    ("Verification code", "Verification code not received. Please send it again."),
+    ("Order 5521", "Your order confirmation says it was shipped, but nothing came. Fix this."),
+    ("Security alert", "Security alert mail from you with a strange link. Is it real?"),
+    ("Khảo sát", "Vừa khiếu nại xong thì nhận 5 tin nhắn khảo sát đánh giá mức độ hài lòng."),
 ]
 
 
@@ -256,8 +267,7 @@ def test_shipped_corpus_suppresses_no_human_mail() -> None:
 def test_development_set_of_machine_mail() -> None:
     """tests/fixtures/triage/dev-machine.txt, written from the labelling rules alone to tune
     these rules on (the held-out split is not): what they catch, and no human mail lost.
-    Left out on purpose: transactional notices (orders, receipts, sign-in alerts, one-time
-    codes, surveys) and human-written list posts, which only headers tell reliably."""
+    Left out on purpose: human-written list posts, which only their headers tell."""
     from bot.mail.autogen import machine_generated_reason
     from bot.mail.parse import parse_message
     from bot.triage.corpus import parse_corpus
@@ -269,7 +279,7 @@ def test_development_set_of_machine_mail() -> None:
     caught = sum(r is not None for s, r in zip(samples, reasons, strict=True) if s.machine)
     suppressed = [s.subject for s, r in zip(samples, reasons, strict=True)
                   if not s.machine and r is not None]
-    assert caught >= 82 and sum(s.machine for s in samples) == 96
+    assert caught >= 88 and sum(s.machine for s in samples) == 96
     assert suppressed == []
 
 

@@ -103,6 +103,30 @@ _BOUNCE_BODY = re.compile(
     r"|(?:宛先|アドレス)が(?:見つかりません|存在しません)|配信できませんでした|送信できませんでした")
 
 
+# What a company's system tells its own customers: orders, receipts, sign-in alerts,
+# one-time codes, surveys, application receipts (matched on subject + opening, folded).
+# Not a survey in Vietnamese: customers complain about survey messages in those words.
+_NOTIFICATION = re.compile(
+    r"\bwe(?:'| ha)?ve received your (?:order|payment|application)\b"
+    r"|\byour (?:order|payment|purchase|booking|reservation|application)(?: #?\S+)? "
+    r"(?:has been|was|is) (?:confirmed|received|shipped|dispatched|processed|approved|placed)"
+    r"|\breceipt (?:#|for your (?:payment|order|purchase))|\bsecurity alert\b"
+    r"|\bnew sign-?in\b|\bsign-?in (?:attempt|alert)\b"
+    r"|\b(?:verification|security|one-time|login) code\b"
+    r"|\b(?:how did we do|rate your (?:experience|visit|stay)"
+    r"|(?:short|quick|customer satisfaction) survey)\b"
+    r"|\bthank you for (?:applying|your application|shopping with us|your order|your purchase)"
+    r"|\bma (?:xac thuc|xac minh|otp)\b|\b(?:canh bao|thong bao) dang nhap\b"
+    r"|\bdon hang(?: \S+)?(?: cua (?:ban|quy khach))? (?:da|dang) duoc (?:xac nhan|giao"
+    r"|ban giao|dong goi|van chuyen)|\bvua dang nhap (?:tu|tren|vao)\b"
+    r"|\bcam on (?:quy khach|ban) da (?:dat hang|mua hang|thanh toan|ung tuyen)"
+    r"|ご注文(?:ありがとう|を承り|内容の確認)|認証コード|ワンタイムパスワード"
+    r"|ログイン(?:通知|のお知らせ)|アンケート(?:への)?ご協力")
+# "code not received", "đơn hàng chưa tới": a customer's complaint in a notice's words.
+_NOT_RECEIVED = re.compile(r"\b(?:not|never|no|didn ?t|did not|haven ?t|chua|khong|van chua) "
+                           r"(?:\w+ )?(?:receiv|arriv|come|came|got|get|nhan|toi|den|giao)")
+_CALENDAR_SUBJECT = re.compile(r"^(?:accepted|declined|tentative(?:ly accepted)?|updated "
+                               r"invitation|chap nhan|tu choi|承諾|辞退)\s*:")
 # Bracketed tags that notification systems, not people, put at the start of a subject.
 _SUBJECT_TAG = re.compile(r"^\s*(?:【[^】]{0,30}(?:自動送信|自動返信|お知らせ|通知|ご案内)】"
                           r"|\[(?:auto(?:matic)?[- ]?reply|request received|no-?reply)\]"
@@ -113,7 +137,8 @@ _READ_BODY = re.compile(r"\bwas read on\b|\bda duoc doc\b|開封されました|
 
 
 def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
-    """``auto-reply-content``, ``bulk-content`` or ``bounce-content``; None when human.
+    """``auto-reply-content``, ``notification-content``, ``bulk-content``,
+    ``read-receipt-content`` or ``bounce-content``; None when human.
 
     Markers count only in the sender's new text (a customer quoting our acknowledgement
     is human); a bulk footer counts only in the closing part of a mail that is long enough
@@ -129,6 +154,8 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
         _BOUNCE_SUBJECT_LOCAL.match(fold(subject).strip())
     if bounce_subject and _BOUNCE_BODY.search(fold(body)):
         return "bounce-content"
+    if _is_notification(fold(subject), opening) and not _is_reply(subject):
+        return "notification-content"
     closing = fold(body[len(body) * 2 // 3:])
     if (len(body) >= MIN_BULK_CHARS and _FOOTER.search(closing)
             and not _FIRST_PERSON.search(opening) and not _is_reply(subject)):
@@ -154,6 +181,15 @@ def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
     away = bool(_AWAY.search(opening) and _LATER.search(opening))
     notice = bool(_GONE.search(opening) or _CLOSED.search(f"{subject} {opening}"))
     return away or notice
+
+
+def _is_notification(subject: str, opening: str) -> bool:
+    """A system's notice to its customer: it never speaks as "I" and asks nothing."""
+    if _FIRST_PERSON.search(opening) or "?" in opening or \
+            _FIRST_PERSON_REQUEST.search(opening) or _NOT_RECEIVED.search(opening):
+        return False
+    return bool(_CALENDAR_SUBJECT.match(subject.strip())
+                or _NOTIFICATION.search(f"{subject} {opening}"))
 
 
 def _is_reply(subject: str) -> bool:
