@@ -334,3 +334,12 @@ def test_fold_strips_only_latin_marks(text: str, folded: str) -> None:
     from bot.triage.text import fold
 
     assert fold(text) == folded and len(fold(text)) == len(text)
+
+
+def test_corpus_section_headings_are_not_part_of_a_mail() -> None:
+    text = ("# a corpus\n### question en\nS: Hours\nWhen do you open?\n# of items: 3\n"
+            "Thanks\n\n# ---- complaint ----\n#\n### complaint en\nS: Late\nStill waiting.\n"
+            "# ---- end ----\n")
+    first, second = parse_corpus(text)
+    assert first.body == "When do you open?\n# of items: 3\nThanks\n"
+    assert second.body == "Still waiting.\n"

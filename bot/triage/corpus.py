@@ -1,6 +1,7 @@
 """The labelled triage corpus: its text format and the mails built from it. PURE.
 
-Format (UTF-8; ``# `` lines are comments)::
+Format (UTF-8; ``# `` lines before the first block and at the end of a block are
+comments)::
 
     ### <primary>[|<acceptable>...] <language> [html]
     S: <subject>
@@ -72,14 +73,24 @@ def _blocks(lines: Iterable[str]) -> Iterator[list[str]]:
     for line in lines:
         if line.startswith("### "):
             if block:
-                yield block
+                yield _without_trailing_comments(block)
             block = [line]
         elif block is not None:
             block.append(line)
         elif line.strip() and not line.startswith("#"):
             raise ValueError(f"text before the first block: {line[:60]!r}")
     if block:
-        yield block
+        yield _without_trailing_comments(block)
+
+
+def _without_trailing_comments(block: list[str]) -> list[str]:
+    """A section heading ("# ---- deletion ----") before the next block is no part of the
+    mail above it; a "#" line inside a body (a markdown heading, "# of items") is."""
+    end = len(block)
+    while end > 2 and (not block[end - 1].strip() or block[end - 1].startswith("# ")
+                       or block[end - 1] == "#"):
+        end -= 1
+    return block[:end]
 
 
 def _sample(block: list[str], where: str) -> Sample:
