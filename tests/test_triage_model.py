@@ -204,6 +204,10 @@ MACHINE_CASES = [
      "này cho bất kỳ ai.", "notification-content"),
     ("Accepted: Quarterly review", "Tran Binh has accepted this meeting.",
      "notification-content"),
+    ("Re: Price list", "Thank you for writing. We have received your message and will get "
+     "back to you within 3 working days.", "auto-reply-content"),
+    ("Cảnh báo", "Đây là thông báo tự động từ hệ thống thư: thư của bạn chưa được gửi đi.",
+     "auto-reply-content"),
 ]
 HUMAN_LOOKALIKES = [
     ("Deletion before I leave", "I'll be out of the office from Monday until the 20th, so "
@@ -226,6 +230,9 @@ HUMAN_LOOKALIKES = [
     ("Order 5521", "Your order confirmation says it was shipped, but nothing came. Fix this."),
     ("Security alert", "Security alert mail from you with a strange link. Is it real?"),
     ("Khảo sát", "Vừa khiếu nại xong thì nhận 5 tin nhắn khảo sát đánh giá mức độ hài lòng."),
+    ("Re: Documents", "Thanks for your email. I'm travelling today, I will reply tomorrow "
+     "with the papers you asked for."),
+    ("hoa don", "cho hoi hoa don dien tu gui qua email dc ko"),
 ]
 
 
@@ -264,22 +271,25 @@ def test_shipped_corpus_suppresses_no_human_mail() -> None:
     assert suppressed == []
 
 
-def test_development_set_of_machine_mail() -> None:
-    """tests/fixtures/triage/dev-machine.txt, written from the labelling rules alone to tune
-    these rules on (the held-out split is not): what they catch, and no human mail lost.
-    Left out on purpose: human-written list posts, which only their headers tell."""
+@pytest.mark.parametrize(("name", "floor", "machine"), [
+    ("dev-machine.txt", 88, 96), ("dev-machine-2.txt", 63, 72)])
+def test_development_sets_of_machine_mail(name: str, floor: int, machine: int) -> None:
+    """Development sets written from the labelling rules alone to tune these rules on (the
+    held-out split is not): what they catch, and no human mail lost. Left out on purpose:
+    human-written list posts, which only their headers tell, and notices that say "I" or
+    ask a question, which customers' mail does too."""
     from bot.mail.autogen import machine_generated_reason
     from bot.mail.parse import parse_message
     from bot.triage.corpus import parse_corpus
 
-    path = Path(__file__).parent / "fixtures" / "triage" / "dev-machine.txt"
+    path = Path(__file__).parent / "fixtures" / "triage" / name
     samples = parse_corpus(path.read_text(encoding="utf-8"), path.name)
     reasons = [machine_generated_reason(parse_message(build_mail(s, i)), "contact@cijidas.jp")
                for i, s in enumerate(samples)]
     caught = sum(r is not None for s, r in zip(samples, reasons, strict=True) if s.machine)
     suppressed = [s.subject for s, r in zip(samples, reasons, strict=True)
                   if not s.machine and r is not None]
-    assert caught >= 88 and sum(s.machine for s in samples) == 96
+    assert caught >= floor and sum(s.machine for s in samples) == machine
     assert suppressed == []
 
 

@@ -26,7 +26,8 @@ _MARKER = re.compile(
     r"(?:reply|response|message|notification|e-?mail|delivery status notification"
     r"|acknowledge?ment|receipt|confirmation)"
     r"|(?:email|thu|tin nhan) (?:nay )?(?:duoc )?(?:gui|tao) tu dong"
-    r"|day la (?:thu|email|tin nhan) (?:tra loi |phan hoi )?tu dong"
+    r"|day la (?:thu|email|tin nhan|thong bao|canh bao) (?:tra loi |phan hoi )?tu dong"
+    r"|this is an? (?:automated|automatic) (?:alert|notice|warning)"
     r"|自動(?:返信|応答|送信)(?:メール|です|しています|されて)"
     r"|this (?:e-?mail|message) was (?:sent|generated) automatically"
     r"|repl(?:y|ies)(?: to this (?:e-?mail|message))? (?:is|are) not monitored"
@@ -50,6 +51,14 @@ _LATER = re.compile(
     r"|\b(?:den (?:het )?ngay|den \d{1,2}[/.-]\d|toi ngay|khi (?:quay|tro) lai"
     r"|se (?:phan hoi|tra loi|lien he))"
     r"|戻り次第|まで(?:不在|休暇)|確認できません")
+# An office confirming it got a message, in reply to it: "we have received your enquiry
+# ... we will reply within 10 days" (said as "we": a person answering says "I").
+_RECEIPT = re.compile(
+    r"\bwe(?:'ve| have) received (?:it|your (?:message|e-?mail|enquiry|inquiry|request|mail))"
+    r"\b.{0,160}\b(?:will (?:respond|reply|get back|be in touch|contact you)|reference "
+    r"(?:number|no)|within \d+ (?:working |business )?days)"
+    r"|\bchung toi da nhan (?:duoc )?(?:email|thu|yeu cau|tin nhan) cua (?:ban|quy khach)"
+    r"|(?:メール|お問い合わせ)を(?:受信|受け付け)(?:いたしました|しました)")
 # Someone who has left, or an address that is being closed: nobody will read our answer.
 _GONE = re.compile(
     r"\bno longer (?:work(?:s|ing)? (?:at|for|with)|with (?:the company|\w+)|employed)"
@@ -121,10 +130,28 @@ _NOTIFICATION = re.compile(
     r"|ban giao|dong goi|van chuyen)|\bvua dang nhap (?:tu|tren|vao)\b"
     r"|\bcam on (?:quy khach|ban) da (?:dat hang|mua hang|thanh toan|ung tuyen)"
     r"|ご注文(?:ありがとう|を承り|内容の確認)|認証コード|ワンタイムパスワード"
-    r"|ログイン(?:通知|のお知らせ)|アンケート(?:への)?ご協力")
+    r"|ログイン(?:通知|のお知らせ)|アンケート(?:への)?ご協力"
+    # social networks, bills, payments, lists, sender checks, quotas, tickets, monitors
+    r"|\b(?:commented on|liked|reacted to) your (?:post|photo|comment)|\bmentioned you in\b"
+    r"|いいね|\byour (?:water|electricity|gas|phone|internet|utility) bill\b"
+    r"|\bthong bao tien (?:dien|nuoc)"
+    r"|\byou paid\b|\bgiao dich thanh cong\b|\bbien dong so du\b|(?:カード)?ご利用のお知らせ"
+    r"|\bawaits? moderator approval\b|\bsubscription (?:is )?confirmed\b"
+    r"|メーリングリスト(?:への)?登録|\bplease verify your (?:message|e-?mail)\b"
+    r"|\bxac minh nguoi gui\b|\bdang (?:duoc|bi) tam giu\b"
+    r"|\bmailbox is (?:almost |nearly )?full\b|\bhop thu (?:cua ban )?(?:sap day|da day)\b"
+    r"|メールボックスの容量|\b(?:ticket|case|request|yeu cau ho tro)(?: so)? #?\S+ "
+    r"(?:has been|was|da duoc) (?:updated|closed|resolved|cap nhat|dong)"
+    r"|\bmonitor is (?:down|up)\b|\bapplication (?:has been )?received\b"
+    r"|\bda nhan (?:duoc )?ho so\b")
 # "code not received", "đơn hàng chưa tới": a customer's complaint in a notice's words.
 _NOT_RECEIVED = re.compile(r"\b(?:not|never|no|didn ?t|did not|haven ?t|chua|khong|van chua) "
                            r"(?:\w+ )?(?:receiv|arriv|come|came|got|get|nhan|toi|den|giao)")
+# Writing back about what we asked for: "the documents you asked for", "như anh chị yêu cầu".
+_ANSWERS_US = re.compile(r"\byou (?:asked|requested)\b|\bas (?:you )?requested\b"
+                         r"|\b(?:anh chi|ban|quy cong ty|cong ty) (?:da )?yeu cau\b"
+                         # a Vietnamese question needs no "?": "cho hỏi ... được không"
+                         r"|\bcho (?:em |minh |toi )?hoi\b|\b(?:duoc|dc|co) (?:khong|ko|k)\b")
 _CALENDAR_SUBJECT = re.compile(r"^(?:accepted|declined|tentative(?:ly accepted)?|updated "
                                r"invitation|chap nhan|tu choi|承諾|辞退)\s*:")
 # Bracketed tags that notification systems, not people, put at the start of a subject.
@@ -152,7 +179,7 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
         return "read-receipt-content"
     bounce_subject = _BOUNCE_SUBJECT.match(subject.strip()) or \
         _BOUNCE_SUBJECT_LOCAL.match(fold(subject).strip())
-    if bounce_subject and _BOUNCE_BODY.search(fold(body)):
+    if bounce_subject and _BOUNCE_BODY.search(" ".join(fold(body).split())):
         return "bounce-content"
     if _is_notification(fold(subject), opening) and not _is_reply(subject):
         return "notification-content"
@@ -175,17 +202,19 @@ def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
     if _MARKER.search(opening) or _SUBJECT_TAG.match(subject):
         return True
     # A notice asks nothing of us: a question or a request makes it a person's mail.
-    asks = "?" in opening or bool(_FIRST_PERSON_REQUEST.search(opening))
+    asks = "?" in opening or bool(_FIRST_PERSON_REQUEST.search(opening)
+                                  or _ANSWERS_US.search(opening))
     if asks or len(new_text) >= 1200:
         return False
     away = bool(_AWAY.search(opening) and _LATER.search(opening))
     notice = bool(_GONE.search(opening) or _CLOSED.search(f"{subject} {opening}"))
-    return away or notice
+    receipt = bool(_RECEIPT.search(opening) and not _FIRST_PERSON.search(opening))
+    return away or notice or receipt
 
 
 def _is_notification(subject: str, opening: str) -> bool:
     """A system's notice to its customer: it never speaks as "I" and asks nothing."""
-    if _FIRST_PERSON.search(opening) or "?" in opening or \
+    if _FIRST_PERSON.search(opening) or "?" in opening or _ANSWERS_US.search(opening) or \
             _FIRST_PERSON_REQUEST.search(opening) or _NOT_RECEIVED.search(opening):
         return False
     return bool(_CALENDAR_SUBJECT.match(subject.strip())
