@@ -42,6 +42,9 @@ def test_undeclared_bytes_never_become_replacement_characters(data):
     (b"bare@example.com (Bare Name)", "bare@example.com", "Bare Name"),
     ("山田 <yamada@example.jp>".encode(), "yamada@example.jp", "山田"),
     (b"Postmaster <>", "", ""),
+    # Names decode like subjects and bodies: a label's superset (GBK for gb2312) is used.
+    (b"=?gb2312?b?1uzpRrv5?= <zhu@example.cn>", "zhu@example.cn", "\u6731\u9555\u57fa"),
+    (b"=?windows-1258?q?Nguy=EA=DEn?= <n@example.vn>", "n@example.vn", "Nguy\u1ec5n"),
     (b"just some text", "", ""),
 ])
 def test_from_header(header, addr, name):

@@ -22,7 +22,7 @@ from bot.adapters.store import Store
 from bot.config import load_settings
 from bot.flows.service import Service
 from bot.mail.bounds import MAX_HEADER_LINES, Budget, header_run
-from bot.mail.decode import decode_header_value
+from bot.mail.charsets import decode_header
 from bot.mail.mailtext import MAX_QUOTE_DEPTH, html_text
 from bot.models import MessageSource, Outcome
 
@@ -88,7 +88,7 @@ def test_html_text_stops_at_the_output_cap_and_on_the_budget() -> None:
     ("=?x-unknown?q?=E0?=", "à"),  # unknown charset: UTF-8, else cp1252
 ])
 def test_encoded_words_decode_in_linear_time(raw: str, expected: str) -> None:
-    assert decode_header_value(raw) == expected
+    assert decode_header(raw) == expected
 
 
 @pytest.mark.parametrize(("chunks", "run"), [

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 
-from bot.mail.charsets import decode_undeclared
-from bot.mail.decode import decode_header_value
+from bot.mail.charsets import decode_header, decode_undeclared
 
 MAX_ADDRESS_CHARS = 320
 _ADDR_SPEC = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+$")
@@ -84,7 +83,7 @@ def first_address(values: list[str]) -> tuple[str, str]:
 
 def clean_address(addr: str) -> str:
     """Lower-cased addr-spec, or "" when ``addr`` is not a full one (``mailto:`` dropped)."""
-    addr = decode_header_value(addr.strip().strip("<>").strip())  # EAI: encoded local part
+    addr = decode_header(addr.strip().strip("<>").strip())  # EAI: encoded local part
     addr = addr[7:] if addr.lower().startswith("mailto:") else addr
     addr = addr.lower()
     return addr if len(addr) <= MAX_ADDRESS_CHARS and _ADDR_SPEC.match(addr) else ""
@@ -99,4 +98,4 @@ def _name(display: str) -> str:
     display = display.strip()
     if len(display) >= 2 and display[0] == display[-1] == '"':
         display = re.sub(r"\\(.)", r"\1", display[1:-1])
-    return " ".join(decode_header_value(display).split())
+    return " ".join(decode_header(display).split())

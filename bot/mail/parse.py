@@ -26,13 +26,13 @@ from email.utils import getaddresses, parsedate_to_datetime
 from bot.mail.addresses import first_address
 from bot.mail.bounds import CUT_PREFIX, MAX_PARTS, Budget, parse_bounded, parse_headers
 from bot.mail.charsets import Decoder, decode_header, decode_undeclared
-from bot.mail.decode import clean_text, decode_bytes, decode_header_value
+from bot.mail.decode import clean_text, decode_bytes
 from bot.mail.decode import has_surrogates as _has_surrogates
 from bot.mail.decode import one_line as _one_line
 from bot.mail.mailtext import html_text, html_to_text, split_new_text
 from bot.models import Attachment, InboundMail
 
-__all__ = ["Budget", "clean_text", "cut_reasons", "decode_bytes", "decode_header_value",
+__all__ = ["Budget", "clean_text", "cut_reasons", "decode_bytes",
            "html_to_text", "parse_message", "split_new_text"]
 
 MAX_BODY_CHARS = 200_000
@@ -291,7 +291,7 @@ def _first_address(msg: Message, name: str, defects: list[str]) -> tuple[str, st
 
 
 def _clean_addr(addr: str) -> str:
-    addr = decode_header_value(addr).strip().lower()
+    addr = decode_header(addr).strip().lower()
     return addr if len(addr) <= 320 and _ADDR_SPEC.match(addr) else ""
 
 
