@@ -336,3 +336,26 @@ def test_the_sender_stops_when_once_is_killed(tmp_path, imap_server, smtp_server
         worker.kill()  # SIGKILL: no chance to tell the sender
         worker.wait(timeout=10)
     wait_until(lambda: not any(map(_alive, senders)), 10, "the sender to notice and exit")
+
+
+def test_once_with_the_smtp_server_down_tries_it_once_then_at_the_end(tmp_path, imap_server):
+    """The sender of `once` does not knock on a server that is not taking mail after every
+    batch: once, a quiet spell, then the last flush of the pass. Nothing is lost."""
+    from types import SimpleNamespace
+
+    from bot.ops.devmail import free_port
+
+    down = SimpleNamespace(host="127.0.0.1", port=free_port())  # nothing listens there
+    config = write_config(tmp_path, imap_server, down, mailbox={"batch_size": 2},
+                          staff={"notify": []})
+    for n in range(10):
+        imap_server.append(BOT, customer_mail(f"Question {n}", "What data do you keep?",
+                                              sender=f"c{n}@example.com"))
+    done = subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "once"],
+                          env=bot_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    tries = [line for line in done.stderr.splitlines() if "outbox: 0 sent" in line]
+    assert 1 <= len(tries) <= 2, tries  # five batches
+    db = tmp_path / "state" / "tickets.db"
+    assert scalar(db, "SELECT count(*) FROM outbox WHERE status = 'pending'") == 10
+    assert scalar(db, "SELECT count(*) FROM events WHERE type = 'smtp_outage'") == 1

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -27,6 +28,9 @@ from bot.adapters.store import Store
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # how often an idle sender checks that the worker is still there
+# After a flush that sent nothing and left mail to retry (the server is not taking mail),
+# batches are not tried again for this long; the last flush of the pass always runs.
+QUIET_SECONDS = 15.0
 JOIN_SECONDS = 600.0  # the last flush of a pass (long queue, slow server) may take a while
 
 
@@ -70,16 +74,25 @@ class Sender:
     def _run(self, worker_pid: int) -> None:
         """In the forked process: flush on every wake, once more at the end."""
         store = self._open_store()
+        quiet_until = 0.0
         try:
             while os.getppid() == worker_pid:
                 if not self._wake.wait(POLL_SECONDS):
                     continue
                 self._wake.clear()
                 last = self._done.is_set()
-                self._flush(store)
+                if last or time.monotonic() >= quiet_until:
+                    report = self._flush(store)
+                    if _server_not_taking_mail(report):
+                        quiet_until = time.monotonic() + QUIET_SECONDS
                 if last:
                     return
         except Exception as exc:  # noqa: BLE001 - the worker's own flush sends what is left
             log.warning("outbox sender failed: %s: %s", type(exc).__name__, exc)
         finally:
             store.close()
+
+
+def _server_not_taking_mail(report: object) -> bool:
+    """A flush that sent nothing and left mail to retry (an outbox.FlushReport)."""
+    return getattr(report, "sent", 0) == 0 and getattr(report, "retrying", 0) > 0
