@@ -4,6 +4,7 @@ acknowledgement out through aiosmtpd, delivered into the customer's IMAP inbox."
 from __future__ import annotations
 
 import email
+import itertools
 import os
 import signal
 import sqlite3
@@ -359,3 +360,22 @@ def test_once_with_the_smtp_server_down_tries_it_once_then_at_the_end(tmp_path, 
     db = tmp_path / "state" / "tickets.db"
     assert scalar(db, "SELECT count(*) FROM outbox WHERE status = 'pending'") == 10
     assert scalar(db, "SELECT count(*) FROM events WHERE type = 'smtp_outage'") == 1
+
+
+@pytest.mark.parametrize(("held", "status"), [
+    ([0], 0),              # nothing held: the sender goes at once
+    ([2, 1, 0], 0),        # recorded after two more tries
+    ([1] * 100, 3),        # never recorded: the worker must not send them again
+])
+def test_the_sender_records_what_the_server_took_before_it_goes(monkeypatch, held, status):
+    from bot.ops import sender as sender_module
+
+    counts = itertools.chain(held, itertools.repeat(held[-1]))
+    flushes = []
+    monkeypatch.setattr(sender_module.outbox, "held_count", lambda store: next(counts))
+    monkeypatch.setattr(sender_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(sender_module, "RECORD_SECONDS", 0.05)
+    sender = sender_module.Sender(lambda: None, flushes.append)
+    assert sender._record_held(store=None) == status
+    if held == [2, 1, 0]:
+        assert len(flushes) == 2  # each try records first, and sends nothing until it has

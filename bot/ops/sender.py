@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 
+from bot.adapters import outbox
 from bot.adapters.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ POLL_SECONDS = 1.0  # how often an idle sender checks that the worker is still t
 # batches are not tried again for this long; the last flush of the pass always runs.
 QUIET_SECONDS = 15.0
 JOIN_SECONDS = 600.0  # the last flush of a pass (long queue, slow server) may take a while
+# Sends the server accepted while the database could not record them (outbox.held_count):
+# the sender keeps trying to record them this long, then tells the worker not to send again.
+RECORD_SECONDS = 60.0
+UNRECORDED_EXIT = 3
 
 
 class Sender:
@@ -42,6 +48,7 @@ class Sender:
         self._open_store, self._flush = open_store, flush
         self._process: multiprocessing.process.BaseProcess | None = None
         self._wake = self._done = None
+        self.left_unrecorded = False  # after exit: sends it could not record (do not resend)
 
     def __enter__(self) -> Sender:
         if "fork" not in multiprocessing.get_all_start_methods() or \
@@ -49,7 +56,7 @@ class Sender:
             return self
         context = multiprocessing.get_context("fork")
         self._wake, self._done = context.Event(), context.Event()
-        self._process = context.Process(target=self._run, args=(os.getpid(),),
+        self._process = context.Process(target=self._main, args=(os.getpid(),),
                                         name="outbox-sender", daemon=True)
         self._process.start()
         return self
@@ -70,9 +77,14 @@ class Sender:
             log.warning("outbox sender still busy after %.0fs: stopping it", JOIN_SECONDS)
             self._process.terminate()
             self._process.join()
+        self.left_unrecorded = self._process.exitcode == UNRECORDED_EXIT
 
-    def _run(self, worker_pid: int) -> None:
-        """In the forked process: flush on every wake, once more at the end."""
+    def _main(self, worker_pid: int) -> None:
+        sys.exit(self._run(worker_pid))
+
+    def _run(self, worker_pid: int) -> int:
+        """In the forked process: flush on every wake, once more at the end; the exit
+        status says whether accepted sends are left unrecorded."""
         store = self._open_store()
         quiet_until = 0.0
         try:
@@ -86,11 +98,25 @@ class Sender:
                     if _server_not_taking_mail(report):
                         quiet_until = time.monotonic() + QUIET_SECONDS
                 if last:
-                    return
+                    return self._record_held(store)
         except Exception as exc:  # noqa: BLE001 - the worker's own flush sends what is left
             log.warning("outbox sender failed: %s: %s", type(exc).__name__, exc)
         finally:
             store.close()
+        return 0
+
+    def _record_held(self, store: Store) -> int:
+        """Sends accepted while the database was locked are recorded before the sender
+        goes, or the worker is told: sending them again would duplicate them."""
+        deadline = time.monotonic() + RECORD_SECONDS
+        while outbox.held_count(store) and time.monotonic() < deadline:
+            time.sleep(1.0)
+            self._flush(store)  # records what it holds first, sends nothing until it has
+        if outbox.held_count(store):
+            log.error("outbox: %d sent mail(s) could not be recorded (database locked); "
+                      "they may be sent again by a later run", outbox.held_count(store))
+            return UNRECORDED_EXIT
+        return 0
 
 
 def _server_not_taking_mail(report: object) -> bool:

@@ -125,7 +125,10 @@ class Worker:
                 mailbox.close()
             self.summarize()
             self.verify()
-        self.flush()  # what the sender left (nothing, unless it failed)
+        if sender.left_unrecorded:  # the server took mail the database could not record
+            log.warning("outbox: not sending again this pass (see the sender's error)")
+        else:
+            self.flush()  # what the sender left (nothing, unless it failed)
         self.escalate()
         return count
 
