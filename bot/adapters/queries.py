@@ -208,16 +208,17 @@ class Queries:
                          "ORDER BY id", (outbox_id,))
 
     # -- first start --------------------------------------------------------------------
-    def first_run_tally(self, mailbox: str, since: str) -> tuple[list[str], int]:
+    def first_run_tally(self, mailbox: str, since: str, quiet_event: str,
+                        skip_reason: str) -> tuple[list[str], int]:
         """What a first start on ``mailbox`` begun at ``since`` did, across restarts: the
-        refs of the tickets opened without acknowledgement, and how many mails it skipped."""
+        refs of the tickets opened without acknowledgement (``quiet_event``), and how many
+        mails it skipped (``processed.reason`` starting with ``skip_reason``)."""
         refs = [r["ref"] for r in self.rows(
             "SELECT t.ref FROM events e JOIN tickets t ON t.id = e.ticket_id "
-            "WHERE e.type = 'acknowledgement_skipped_first_run' AND e.at >= ? ORDER BY t.id",
-            (since,))]
+            "WHERE e.type = ? AND e.at >= ? ORDER BY t.id", (quiet_event, since))]
         skipped = self.conn.execute(
-            "SELECT count(*) FROM processed WHERE mailbox = ? AND reason LIKE 'before-first-run%' "
-            "AND processed_at >= ?", (mailbox, since)).fetchone()[0]
+            "SELECT count(*) FROM processed WHERE mailbox = ? AND reason LIKE ? "
+            "AND processed_at >= ?", (mailbox, f"{skip_reason}%", since)).fetchone()[0]
         return refs, skipped
 
     def nth_latest_auto_mail(self, n: int) -> str | None:

@@ -29,7 +29,7 @@ from bot.config import Settings
 from bot.flows.autoreply import staff_recipients
 from bot.mail import compose
 from bot.models import MessageKind
-from bot.rules.intake import IntakePolicy, Start, policy
+from bot.rules.intake import QUIET_EVENT, SKIP_REASON, IntakePolicy, Start, policy
 from bot.rules.sla import from_iso
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ class Intake:
         and the end of the first-start rules."""
         if self.policy.start != Start.FIRST_RUN or self.policy.started is None:
             return
-        refs, skipped = store.first_run_tally(folder.name, utc_iso(self.policy.started))
+        refs, skipped = store.first_run_tally(folder.name, utc_iso(self.policy.started),
+                                              QUIET_EVENT, SKIP_REASON)
         with store.transaction() as conn:
             queue_summary(store, settings, conn, refs, skipped, now)
             store.set_job_state(conn, _marker_key(folder.name), "", now)

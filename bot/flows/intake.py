@@ -22,6 +22,7 @@ from bot.flows.tickets import link_tickets
 from bot.mail import compose, wording
 from bot.models import InboundMail, Language, MessageKind, MessageSource, Outcome, Triage
 from bot.rules.conversation import Route
+from bot.rules.intake import QUIET_EVENT
 from bot.rules.requests import RequestPlan, plan_request, tightened
 from bot.rules.sla import Deadlines, deadlines
 from bot.triage import triage
@@ -67,7 +68,7 @@ def open_ticket(ctx: Context, conn: sqlite3.Connection, source: MessageSource, k
         link_tickets(ctx.store, conn, ticket_id, route, now)
     ticket = NewTicket(ticket_id, ref, result, received, due.respond_at, plan, promises)
     if quiet:
-        ctx.store.add_event(conn, ticket_id, now, "acknowledgement_skipped_first_run",
+        ctx.store.add_event(conn, ticket_id, now, QUIET_EVENT,
                             {"received_at": utc_iso(received)})
     else:
         ticket = _acknowledge(ctx, conn, ticket, mail, now, too_large=bool(too_large))

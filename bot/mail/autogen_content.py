@@ -171,17 +171,17 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
     is human); a bulk footer counts only in the closing part of a mail that is long enough
     to be a mailing and never speaks as "I" in its opening.
     """
-    opening = fold(new_text[:OPENING_CHARS])
-    if _is_auto_reply(fold(subject), opening, new_text):
+    opening, folded_subject = fold(new_text[:OPENING_CHARS]), fold(subject)
+    if _is_auto_reply(folded_subject, opening, new_text):
         return "auto-reply-content"
     body = body or new_text
-    if _READ_SUBJECT.match(fold(subject).strip()) and _READ_BODY.search(fold(body)):
+    if _READ_SUBJECT.match(folded_subject.strip()) and _READ_BODY.search(fold(body)):
         return "read-receipt-content"
     bounce_subject = _BOUNCE_SUBJECT.match(subject.strip()) or \
-        _BOUNCE_SUBJECT_LOCAL.match(fold(subject).strip())
+        _BOUNCE_SUBJECT_LOCAL.match(folded_subject.strip())
     if bounce_subject and _BOUNCE_BODY.search(" ".join(fold(body).split())):
         return "bounce-content"
-    if _is_notification(fold(subject), opening) and not _is_reply(subject):
+    if _is_notification(folded_subject, opening) and not _is_reply(subject):
         return "notification-content"
     closing = fold(body[len(body) * 2 // 3:])
     if (len(body) >= MIN_BULK_CHARS and _FOOTER.search(closing)
@@ -201,10 +201,7 @@ def reads_as_a_person(new_text: str) -> bool:
 def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
     if _MARKER.search(opening) or _SUBJECT_TAG.match(subject):
         return True
-    # A notice asks nothing of us: a question or a request makes it a person's mail.
-    asks = "?" in opening or bool(_FIRST_PERSON_REQUEST.search(opening)
-                                  or _ANSWERS_US.search(opening))
-    if asks or len(new_text) >= 1200:
+    if _asks(opening) or len(new_text) >= 1200:
         return False
     away = bool(_AWAY.search(opening) and _LATER.search(opening))
     notice = bool(_GONE.search(opening) or _CLOSED.search(f"{subject} {opening}"))
@@ -214,11 +211,17 @@ def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
 
 def _is_notification(subject: str, opening: str) -> bool:
     """A system's notice to its customer: it never speaks as "I" and asks nothing."""
-    if _FIRST_PERSON.search(opening) or "?" in opening or _ANSWERS_US.search(opening) or \
-            _FIRST_PERSON_REQUEST.search(opening) or _NOT_RECEIVED.search(opening):
+    if _asks(opening) or _FIRST_PERSON.search(opening) or _NOT_RECEIVED.search(opening):
         return False
     return bool(_CALENDAR_SUBJECT.match(subject.strip())
                 or _NOTIFICATION.search(f"{subject} {opening}"))
+
+
+def _asks(opening: str) -> bool:
+    """A notice asks nothing of us: a question, a request or an answer to what we asked
+    makes it a person's mail."""
+    return "?" in opening or bool(_FIRST_PERSON_REQUEST.search(opening)
+                                  or _ANSWERS_US.search(opening))
 
 
 def _is_reply(subject: str) -> bool:

@@ -64,4 +64,3 @@ def _read_one(read: Reader, settings: Settings | None, name: str) -> Outcome:
         return name, read(Path(name), settings), None
     except OSError as exc:
         return name, None, exc.strerror or str(exc)
-

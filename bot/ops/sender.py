@@ -5,7 +5,7 @@ SMTP server. With a sender process the acknowledgements of the first batch go ou
 next batches are handled, instead of all of them after the last one. It flushes each time
 it is woken (after every batch), once more when told the pass is over, and then exits; it
 has its own SQLite connection, and both take the store's write lock in turn (see
-bot.adapters.store.WriteLock). Each mail is still marked sent before the next one is
+bot.adapters.store.writer_lock). Each mail is still marked sent before the next one is
 sent, as in any flush. The sender stops by itself if the worker dies.
 
 The sender is forked only from a single-threaded process (the ``once`` command is one):
@@ -44,7 +44,7 @@ class Sender:
     """``with Sender(open_store, flush) as sender: ... sender.wake() ...``"""
 
     def __init__(self, open_store: Callable[[], Store],
-                 flush: Callable[[Store], object]) -> None:
+                 flush: Callable[[Store], outbox.FlushReport]) -> None:
         self._open_store, self._flush = open_store, flush
         self._process: multiprocessing.process.BaseProcess | None = None
         self._wake = self._done = None
@@ -119,6 +119,6 @@ class Sender:
         return 0
 
 
-def _server_not_taking_mail(report: object) -> bool:
-    """A flush that sent nothing and left mail to retry (an outbox.FlushReport)."""
-    return getattr(report, "sent", 0) == 0 and getattr(report, "retrying", 0) > 0
+def _server_not_taking_mail(report: outbox.FlushReport) -> bool:
+    """A flush that sent nothing and left mail to retry."""
+    return report.sent == 0 and report.retrying > 0

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-SKIP_REASON = "before-first-run"
+SKIP_REASON = "before-first-run"  # processed.reason of mail from before the first start
+QUIET_EVENT = "acknowledgement_skipped_first_run"  # event of a ticket opened quietly
 DATE_HEADER_TRUST = timedelta(days=2)
 
 

@@ -24,13 +24,13 @@ from bot.triage.text import clean_subject, fold
 
 MAX_CHARS = 20_000  # bounds the time on a huge mail (about 0.2 s at worst)
 
-# What marketing sends are called (en / vi, folded).
 def _either(patterns: tuple[str, ...]) -> re.Pattern[str]:
     """One pattern matching wherever one of ``patterns`` does: a sentence is searched once,
     not once per phrase."""
     return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
+# What marketing sends are called (en / vi, folded).
 _SENDS_EN = (r"(marketing|newsletters?|promo\w*( (e-?mails?|messages|offers))?|"
              r"advertis\w*|ads|offers|e-?mails?|mails?|messages|sms|texts?( messages)?|"
              r"(phone )?calls|campaigns?|mailings?|updates|spam|surveys?|catalog\w*|"
