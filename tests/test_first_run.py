@@ -84,6 +84,12 @@ def _old_mail(subject: str, when: datetime) -> bytes:
     return raw.replace(b"Date: ", b"Date: " + format_datetime(when).encode() + b"\nX-Old: ", 1)
 
 
+def _summary_text(smtp_server) -> str:
+    """The text of the one first-start summary the SMTP server received."""
+    [summary] = [m for m in smtp_server.wait_for(1) if b"First start" in m.raw]
+    return message_from_bytes(summary.raw, policy=default).get_content()
+
+
 def _outbox(db, kind: str) -> int:
     return scalar(db, "SELECT count(*) FROM outbox WHERE kind = ?", (kind,))
 
@@ -109,9 +115,7 @@ def test_first_start_acknowledges_nothing_from_before(tmp_path, imap_server, smt
     assert scalar(db, "SELECT count(*) FROM events WHERE type = 'first_run_summary'") == 1
     assert _outbox(db, "notification") == 1  # the summary, no notice per ticket
     refs = [r[0] for r in query(db, "SELECT ref FROM tickets")]
-    summary = [m for m in smtp_server.wait_for(1) if b"First start" in m.raw]
-    assert len(summary) == 1
-    text = message_from_bytes(summary[0].raw, policy=default).get_content()
+    text = _summary_text(smtp_server)
     assert all(ref in text for ref in refs) and "10 older mail(s)" in text
     # Mail that arrives after the first start is answered as usual.
     imap_server.append(BOT, customer_mail("New question", "What data do you keep on me?"))
@@ -197,8 +201,7 @@ def test_a_stopped_first_start_is_resumed_under_the_same_rules(tmp_path, imap_se
     assert scalar(db, "SELECT count(*) FROM tickets") == 2
     assert scalar(db, "SELECT count(*) FROM processed WHERE reason = 'before-first-run'") == 3
     assert scalar(db, "SELECT count(*) FROM events WHERE type = 'first_run_summary'") == 1
-    [summary] = [m for m in smtp_server.wait_for(1) if b"First start" in m.raw]
-    text = message_from_bytes(summary.raw, policy=default).get_content()
+    text = _summary_text(smtp_server)
     assert "CJD-000001" in text and "CJD-000002" in text and "3 older mail(s)" in text
     # The first start is over: new mail is answered, and no second summary comes.
     imap_server.append(BOT, customer_mail("New question", "What data do you keep on me?"))
@@ -226,5 +229,4 @@ def test_mail_too_large_to_load_follows_the_first_start_rules(tmp_path, imap_ser
     assert rows[1][0] == "ticket"
     assert scalar(db, "SELECT count(*) FROM events WHERE type = "
                       "'acknowledgement_skipped_first_run'") == 1
-    summary = [m for m in smtp_server.wait_for(1) if b"First start" in m.raw]
-    assert "1 older mail(s)" in message_from_bytes(summary[0].raw, policy=default).get_content()
+    assert "1 older mail(s)" in _summary_text(smtp_server)

@@ -19,6 +19,7 @@ from botenv import (
     bot_env,
     customer_mail,
     query,
+    run_cli,
     scalar,
     start_worker,
     wait_until,
@@ -285,6 +286,12 @@ def test_uidvalidity_change_rescans_without_duplicates(tmp_path, imap_server, sm
     assert len(smtp_server.received) == 2
 
 
+def _once_in_background(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "once"],
+                            env=bot_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def test_once_sends_while_it_still_takes_in_mail(tmp_path, imap_server, smtp_server,
                                                  monkeypatch):
     """`once` over a backlog: the first batches' acknowledgements go out (the sender
@@ -297,9 +304,7 @@ def test_once_sends_while_it_still_takes_in_mail(tmp_path, imap_server, smtp_ser
                               f"Please delete my account. {marker}"]):
         imap_server.append(BOT, customer_mail(f"Question {n}", text,
                                               sender=f"c{n}@example.com"))
-    worker = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "once"],
-                              env=bot_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = _once_in_background(config)
     try:
         received = smtp_server.wait_for(2, timeout=60)  # while the third mail is in hand
         assert worker.poll() is None
@@ -326,9 +331,7 @@ def test_the_sender_stops_when_once_is_killed(tmp_path, imap_server, smtp_server
     monkeypatch.setenv(HANG_ENV, marker)
     config = write_config(tmp_path, imap_server, smtp_server, staff={"notify": []})
     imap_server.append(BOT, customer_mail("Question", f"Who sees my address? {marker}"))
-    worker = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(config), "once"],
-                              env=bot_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = _once_in_background(config)
     try:
         children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children")
         senders = wait_until(lambda: [int(p) for p in children.read_text().split()], 60,
@@ -352,8 +355,7 @@ def test_once_with_the_smtp_server_down_tries_it_once_then_at_the_end(tmp_path, 
     for n in range(10):
         imap_server.append(BOT, customer_mail(f"Question {n}", "What data do you keep?",
                                               sender=f"c{n}@example.com"))
-    done = subprocess.run([sys.executable, "-m", "bot", "--config", str(config), "once"],
-                          env=bot_env(), capture_output=True, text=True, timeout=120)
+    done = run_cli(config, "once")
     assert done.returncode == 0, done.stderr
     tries = [line for line in done.stderr.splitlines() if "outbox: 0 sent" in line]
     assert 1 <= len(tries) <= 2, tries  # five batches
