@@ -12,6 +12,7 @@ import email
 import signal
 import sqlite3
 import subprocess
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -220,6 +221,46 @@ def test_attempts_count_workers_not_retries(tmp_path: Path) -> None:
     with store.transaction() as conn:
         store.record_processed(conn, source, "<k@x>", Outcome.QUARANTINED, "r", None, NOW)
     assert store.count("attempts") == 0
+    store.close()
+
+
+def _commits(store: Store) -> list[str]:
+    seen: list[str] = []
+    store.conn.set_trace_callback(lambda sql: seen.append(sql) if sql == "COMMIT" else None)
+    return seen
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback", "withdraw", "other-mail"])
+def test_the_next_start_rides_on_this_mails_commit(tmp_path: Path, ending: str) -> None:
+    """The start of the next mail is written by the transaction that finishes this one (no
+    commit of its own); after a rollback, or when another mail is started instead, the start
+    gets its own transaction; a stop before the next mail takes the start back, so that it
+    does not count as a crash."""
+    store = Store(tmp_path / "a.db")
+    this, following = MessageSource("INBOX", 7, 1), MessageSource("INBOX", 7, 2)
+    assert store.start_attempt(this, "A", NOW) == 1
+    store.announce_start(following, "A", NOW)
+    commits = _commits(store)
+    with suppress(RuntimeError), store.transaction() as conn:
+        store.record_processed(conn, this, "<k@x>", Outcome.TICKET, None, None, NOW)
+        if ending == "rollback":
+            raise RuntimeError("the mail failed after it was recorded")
+    written = store.rows("SELECT uid, tries, worker FROM attempts")
+    if ending == "rollback":
+        assert written == [{"uid": 1, "tries": 1, "worker": "A"}]
+    else:
+        assert written == [{"uid": 2, "tries": 1, "worker": "A"}]
+    if ending == "withdraw":
+        store.withdraw_start()
+        assert store.rows("SELECT tries, worker FROM attempts") == [{"tries": 0, "worker": None}]
+        assert store.start_attempt(following, "B", NOW) == 1  # a stop is not a crash
+        return
+    started = MessageSource("INBOX", 7, 3) if ending == "other-mail" else following
+    commits.clear()
+    assert store.start_attempt(started, "A", NOW) == 1
+    assert len(commits) == (0 if ending == "commit" else 1)  # no commit of its own
+    if started is not following:
+        assert store.start_attempt(following, "A", NOW) == 1  # written ahead, same worker
     store.close()
 
 

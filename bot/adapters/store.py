@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot.adapters.attempts import Attempts
 from bot.adapters.queries import Queries
 from bot.adapters.redaction import Redaction
 from bot.adapters.schema import TICKET_COLUMNS, migrate
@@ -44,7 +45,7 @@ class OutboxRow:
     attempts: int
 
 
-class Store(Queries, Redaction):
+class Store(Attempts, Queries, Redaction):
     """A connection to the ticket database, migrated on open."""
 
     def __init__(self, path: Path, max_page_count: int = 0,
@@ -108,7 +109,9 @@ class Store(Queries, Redaction):
         try:
             yield self.conn
             self.conn.execute("COMMIT")
+            self._transaction_ended(committed=True)
         except BaseException as exc:
+            self._transaction_ended(committed=False)
             self.conn.execute("ROLLBACK") if self.conn.in_transaction else None
             if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not \
                     isinstance(exc, sqlite3.IntegrityError):
@@ -157,28 +160,7 @@ class Store(Queries, Redaction):
             (source.mailbox, source.uidvalidity, source.uid, utc_iso(now)))
         conn.execute("DELETE FROM attempts WHERE mailbox = ? AND uidvalidity = ? AND uid = ?",
                      (source.mailbox, source.uidvalidity, source.uid))
-
-    # -- attempts: a mail that kills the worker must not be retried forever ------------------
-    def start_attempt(self, source: MessageSource, worker: str, now: datetime) -> int:
-        """Record, in its own transaction and before handling, that ``worker`` starts the
-        mail; return how many workers started it (the same worker again does not count)."""
-        with self.transaction() as conn:
-            return conn.execute(
-                "INSERT INTO attempts (mailbox, uidvalidity, uid, tries, worker, "
-                "last_started_at) VALUES (?, ?, ?, 1, ?, ?) "
-                "ON CONFLICT(mailbox, uidvalidity, uid) DO UPDATE SET "
-                "tries = tries + (worker IS NOT excluded.worker), worker = excluded.worker, "
-                "last_started_at = excluded.last_started_at RETURNING tries",
-                (source.mailbox, source.uidvalidity, source.uid, worker,
-                 utc_iso(now))).fetchall()[0][0]
-
-    def undo_attempt(self, source: MessageSource, worker: str) -> None:
-        """The start did not count (the database failed, the worker did not die): take it
-        back, so that the next start (by any worker) counts again."""
-        with self.transaction() as conn:
-            conn.execute("UPDATE attempts SET tries = tries - 1, worker = NULL WHERE mailbox = ? "
-                         "AND uidvalidity = ? AND uid = ? AND worker = ? AND tries > 0",
-                         (source.mailbox, source.uidvalidity, source.uid, worker))
+        self._write_announced_start(conn)
 
     def quarantined_since(self, since: str, limit: int = 50) -> list[dict[str, Any]]:
         """Mail recorded as quarantined at or after ``since`` (ISO UTC), newest first."""

@@ -178,29 +178,36 @@ class Worker:
         done = self.store.processed_uids(folder.name, folder.uidvalidity, uids)
         todo = [uid for uid in uids if uid not in done]
         handled = 0
-        sizes = mailbox.sizes(todo)
+        sizes, arrived = mailbox.sizes_and_arrivals(todo)
         for batch in plan_batches(todo, sizes, self.settings.mailbox.batch_size,
                                   self.settings.limits.max_message_bytes):
             if self.stop.is_set():
                 return handled  # not through the folder: a first start resumes next time
-            handled += self._handle_batch(mailbox, batch, sizes)
+            handled += self._handle_batch(mailbox, batch, sizes, arrived)
             self._batch_done()
         if not self.stop.is_set():
             self.intake.finish(self.store, self.settings, folder, self.clock())
         return handled
 
-    def _handle_batch(self, mailbox: Mailbox, batch: list[int], sizes: dict[int, int]) -> int:
+    def _handle_batch(self, mailbox: Mailbox, batch: list[int], sizes: dict[int, int],
+                      arrived: dict[int, datetime]) -> int:
         limit = self.settings.limits.max_message_bytes
         small = [uid for uid in batch if sizes.get(uid, 0) <= limit]
         raws = mailbox.fetch_raw(small)
-        arrived = first_run.internal_dates(mailbox, batch)
-        for uid in batch:
+        sources = [MessageSource(mailbox.folder.name, mailbox.folder.uidvalidity, uid)
+                   for uid in batch]
+        for source, following in zip(sources, [*sources[1:], None], strict=True):
+            uid = source.uid
             if self.stop.is_set():
+                with suppress(StoreUnavailable):
+                    self.store.withdraw_start()
                 return 0
-            source = MessageSource(mailbox.folder.name, mailbox.folder.uidvalidity, uid)
             if self._crashed_before(mailbox, source, raws.get(uid)):
                 raws.pop(uid, None)
-            elif uid in raws:
+                continue
+            if following:  # its start is recorded with this mail's result: one commit
+                self.store.announce_start(following, self.worker_id, self.clock())
+            if uid in raws:
                 self._handle_one(mailbox, source, raws.pop(uid), arrived.get(uid))
             elif sizes.get(uid, 0) > limit:
                 self._too_large(mailbox, source, sizes[uid], arrived.get(uid))
