@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -68,12 +69,17 @@ class Mailbox:
         uids = self.client.search(["UID", f"{last_uid + 1}:*"])
         return sorted(u for u in uids if u > last_uid)
 
-    def sizes(self, uids: list[int]) -> dict[int, int]:
-        """``RFC822.SIZE`` per UID, so oversized mail is never loaded whole."""
+    def sizes_and_arrivals(self, uids: list[int]) -> tuple[dict[int, int], dict[int, datetime]]:
+        """Per UID, in one FETCH: ``RFC822.SIZE``, so oversized mail is never loaded whole,
+        and ``INTERNALDATE`` (when the server took the mail), timezone-aware where the
+        server gave one (imapclient gives naive local times)."""
         if not uids:
-            return {}
-        data = self.client.fetch(uids, ["RFC822.SIZE"])
-        return {uid: int(item[b"RFC822.SIZE"]) for uid, item in data.items()}
+            return {}, {}
+        data = self.client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
+        sizes = {uid: int(item[b"RFC822.SIZE"]) for uid, item in data.items()}
+        found = {uid: item.get(b"INTERNALDATE") for uid, item in data.items()}
+        return sizes, {uid: (v if v.tzinfo else v.astimezone()) for uid, v in found.items()
+                       if isinstance(v, datetime)}
 
     def fetch_raw(self, uids: list[int]) -> dict[int, bytes]:
         """Whole messages without setting ``\\Seen``."""

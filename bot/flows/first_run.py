@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
-from typing import Any
 
-from bot.adapters.imap import CONNECTION_ERRORS, FolderState
+from bot.adapters.imap import FolderState
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.flows.autoreply import staff_recipients
@@ -132,18 +131,3 @@ def _resumed(store: Store, folder: FolderState) -> IntakePolicy | None:
         return None
     return IntakePolicy(Start.FIRST_RUN, from_iso(state["cutoff"]),
                         started=from_iso(state["started"]))
-
-
-def internal_dates(mailbox: Any, uids: list[int]) -> dict[int, datetime]:
-    """IMAP INTERNALDATE per UID (when the server took the mail), timezone-aware.
-    imapclient gives naive local times by default; a failure only loses the dates."""
-    if not uids:
-        return {}
-    try:
-        data = mailbox.client.fetch(uids, ["INTERNALDATE"])
-    except CONNECTION_ERRORS as exc:
-        log.warning("INTERNALDATE not fetched (%s): using the Date header", exc)
-        return {}
-    found = {uid: item.get(b"INTERNALDATE") for uid, item in data.items()}
-    return {uid: (v if v.tzinfo else v.astimezone()) for uid, v in found.items()
-            if isinstance(v, datetime)}

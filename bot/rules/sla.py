@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -196,6 +197,7 @@ def calendar_from_settings(settings: Settings) -> BusinessCalendar:
     return BusinessCalendar(settings.tz, settings.sla.closures, settings.sla.business_hours)
 
 
+@lru_cache(maxsize=256)  # one mail writes the same few moments a dozen times
 def to_iso(dt: datetime) -> str:
     """Aware datetime -> ``"2026-11-24T03:00:00Z"`` (UTC, whole seconds, as the DB stores)."""
     return _aware(dt).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
