@@ -55,6 +55,7 @@ class Model:
     _known: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
     _weight_columns: list[list[float]] = field(default_factory=list, repr=False)
+    _idf_values: list[float] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_json(cls, text: str) -> Model:
@@ -80,22 +81,31 @@ class Model:
 
     def predict(self, text: str, explain: int = 0) -> Prediction:
         """Probabilities for ``text`` (see :func:`bot.triage.features.model_text`)."""
-        weighted = self._tfidf(text)
-        rows, values = list(weighted), list(weighted.values())
+        rows, values = self._tfidf(text)
         scores = [bias + sum(map(mul, values, map(column.__getitem__, rows)))
                   for bias, column in zip(self.intercepts, self._columns(), strict=True)]
         result = dict(zip(self.classes, _softmax(scores), strict=True))
-        return Prediction(result, self._top_terms(weighted, result, explain) if explain else ())
+        return Prediction(result, self._top_terms(rows, values, result, explain)
+                          if explain else ())
 
-    def _tfidf(self, text: str) -> dict[int, float]:
-        counts: Counter[int] = Counter()
+    def _tfidf(self, text: str) -> tuple[list[int], list[float]]:
+        """The rows of the text's known features and their weights (parallel lists)."""
         words = tokens(text)
-        for token in words:
-            counts.update(self._rows_of(token))
-        counts.update(self.index[b] for b in bigrams(words) if b in self.index)
-        raw = {row: (1.0 + math.log(c)) * self.idf[row] for row, c in counts.items()}
-        norm = math.sqrt(sum(v * v for v in raw.values())) or 1.0
-        return {row: v / norm for row, v in raw.items()}
+        index = self.index
+        found = [row for token in words for row in self._rows_of(token)]
+        found += [index[b] for b in bigrams(words) if b in index]
+        counts = Counter(found)
+        rows = list(counts)
+        log, idf = math.log, self._idf_list()
+        raw = [(1.0 + log(counts[row])) * idf[row] for row in rows]
+        norm = math.sqrt(sum(map(mul, raw, raw))) or 1.0
+        return rows, [v / norm for v in raw]
+
+    def _idf_list(self) -> list[float]:
+        """idf as a list (indexing a list is faster than an array of float32)."""
+        if not self._idf_values:
+            self._idf_values.extend(self.idf.tolist())
+        return self._idf_values
 
     def _columns(self) -> list[list[float]]:
         """One list of weights per class, indexed by row (built once), so a score is one
@@ -116,14 +126,12 @@ class Model:
             self._known[token] = rows
         return rows
 
-    def _top_terms(self, weighted: dict[int, float], probabilities: dict[str, float],
-                   limit: int) -> tuple[str, ...]:
+    def _top_terms(self, rows: list[int], values: list[float],
+                   probabilities: dict[str, float], limit: int) -> tuple[str, ...]:
         k = self.classes.index(max(probabilities, key=probabilities.__getitem__))
         column = self._columns()[k]
-        rows = list(weighted)
-        pushes = heapq.nlargest(limit, zip(map(mul, weighted.values(),
-                                               map(column.__getitem__, rows)), rows,
-                                           strict=True))
+        pushes = heapq.nlargest(limit, zip(map(mul, values, map(column.__getitem__, rows)),
+                                           rows, strict=True))
         if pushes and not self._names:
             self._names.extend(sorted(self.index, key=self.index.__getitem__))
         return tuple(dict.fromkeys(self._names[row].split(":", 1)[1].strip()
