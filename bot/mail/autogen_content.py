@@ -58,14 +58,19 @@ _AWAY = re.compile(
     r"\b(?:i am|i'm|im) (?:currently )?(?:out of (?:the )?office|away|on (?:\w+ )?leave"
     r"|on (?:vacation|holiday)|travell?ing)"
     r"|\b(?:with )?(?:only )?(?:limited|intermittent|no) access to (?:my )?(?:e-?mail|inbox)"
+    r"|^\W*(?:out|away|off)(?: of (?:the )?office)? (?:until|till|through|from)\b"
+    r"|\b(?:is|are) (?:currently )?(?:out of (?:the )?office|away|on (?:\w+ )?leave"
+    r"|on (?:vacation|holiday)|travell?ing)\b"
+    r"|\b(?:not|won't be|will not be) (?:reading|checking|monitoring) (?:e-?mails?|(?:this|my) "
+    r"(?:inbox|mailbox|e-?mail))"
     r"|\b(?:toi|minh|em) (?:hien )?(?:dang )?(?:nghi phep|nghi tet|vang mat|di cong tac|"
     r"nghi le|nghi thai san|nghi om)"
-    r"|不在(?:にしております|です|となります)|休暇(?:中|を)")
+    r"|不在(?:にしております|です|となります|のため|にして)|休暇(?:中|を)")
 _LATER = re.compile(
     r"\b(?:until|till|return(?:ing)? on|when i(?: a|')?m back|upon my return|on my return"
-    r"|limited access|will (?:reply|respond|get back)|(?:will|i'll) be back)"
-    r"|\b(?:den (?:het )?ngay|den \d{1,2}[/.-]\d|toi ngay|khi (?:quay|tro) lai"
-    r"|se (?:phan hoi|tra loi|lien he))"
+    r"|limited access|will (?:reply|respond|get back)|\bbe back\b|won't be checking)"
+    r"|\b(?:den (?:het )?ngay|den (?:het )?(?:thu|chu nhat)\b|den \d{1,2}[/.-]\d|toi ngay"
+    r"|khi (?:quay|tro) lai|se (?:phan hoi|tra loi|lien he)|(?:tra loi|phan hoi) (?:cham|muon))"
     r"|戻り次第|まで(?:不在|休暇)|確認できません")
 # An office confirming it got a message, in reply to it: "we have received your enquiry
 # ... we will reply within 10 days" (said as "we": a person answering says "I").
@@ -74,6 +79,7 @@ _RECEIPT = re.compile(
     r"\b.{0,160}\b(?:will (?:respond|reply|get back|be in touch|contact you)|reference "
     r"(?:number|no)|within \d+ (?:working |business )?days)"
     r"|\bchung toi da nhan (?:duoc )?(?:email|thu|yeu cau|tin nhan) cua (?:ban|quy khach)"
+    r"|\b(?:yeu cau|thu|email) cua (?:ban|quy khach) da duoc (?:ghi nhan|tiep nhan)"
     r"|(?:メール|お問い合わせ)を(?:受信|受け付け)(?:いたしました|しました)")
 # Someone who has left, or an address that is being closed: nobody will read our answer.
 _GONE = re.compile(
@@ -106,15 +112,23 @@ _FOOTER = re.compile(
     r"|\bdo not reply\b|\bno-?reply\b|\b(?:is|are) not monitored\b|\bunmonitored\b"
     r"|\b(?:this|the) (?:e-?mail|message|notification) (?:was|is|has been) (?:sent|generated) "
     r"(?:automatically|by|from an? (?:automated|unmonitored))"
-    r"|\bmanage (?:your )?(?:\w+ )?notifications\b|\byou are receiving this because\b"
+    r"|\bmanage (?:your |all )?(?:\w+ )?(?:notifications|alerts)\b"
+    r"|\byou(?:'re| are)? (?:receiving|getting|get|received) (?:this|these|\w+(?: \w+)? e-?mails?)"
+    r"(?: \w+){0,3} because\b|\bturn (?:it )?off\b|\bchange how often\b"
     r"|\b(?:thu|email|tin nhan|thong bao)(?: dien tu| thong bao)? (?:nay )?(?:duoc )?"
     r"(?:gui |tao )?tu dong\b"
-    r"|\b(?:email|thu) (?:nay )?(?:duoc )?gui (?:tu|toi|den) (?:he thong|dia chi khong|tat ca)"
+    r"|\b(?:email|thu|thong bao) (?:nay )?(?:duoc )?gui (?:tu|toi|den|boi) (?:he thong|dia chi "
+    r"khong|tat ca|(?:email |dia chi )?(?:khach hang|nguoi dung|thanh vien))"
+    r"|\bgui (?:tu|boi) he thong\b|\b(?:thu|email) nay do he thong\b"
+    r"|\bban nhan (?:duoc )?(?:ban tin|thu|email|thong bao|tin) nay(?: \w+){0,3} vi\b"
+    r"|\b(?:tat|huy) (?:ban tin|thong bao)\b"
     r"|\bkhong (?:nhan|tiep nhan) (?:thu )?(?:tra loi|phan hoi)|\bkhong duoc (?:giam sat|theo doi)"
     r"|\bdia chi (?:email )?khong nhan thu|\bngung nhan (?:ban tin|thu|email|tin)"
     r"|配信(?:停止|解除|専用)|送信専用|返信(?:はできません|できません|しないで|には(?:お答え|対応))"
+    r"|返信[^。\n]{0,12}できません|(?:配信|受信)を停止|メール配信の(?:解除|停止)"
+    r"|(?:すべての|全ての|全)(?:お客様|会員(?:の皆)?様?|ユーザー)(?:へ|に)(?:お送り|配信|送信)"
     r"|自動(?:的に)?(?:送信|配信)(?:されて|して)")
-_FIRST_PERSON = re.compile(r"\b(?:i|my|me|toi|minh|em|chung toi muon)\b|私|僕")
+_FIRST_PERSON = re.compile(r"\b(?:i|my|me|(?<!chung )toi|minh|em|chung toi muon)\b|私|僕")
 _FIRST_PERSON_REQUEST = re.compile(
     r"\bplease (?:delete|remove|send|correct|update|process|unsubscribe)"
     r"|\b(?:xin|vui long|nho|de nghi|yeu cau) (?:xoa|xu ly|gui|sua|cap nhat|cung cap)")
@@ -127,7 +141,7 @@ _BOUNCE_SUBJECT = re.compile(
 _BOUNCE_SUBJECT_LOCAL = re.compile(
     r"^(?:thong bao\s*:\s*)?(?:(?:thu|email|e-mail) (?:khong (?:the )?gui (?:duoc|di|den)"
     r"|bi tra (?:lai|ve)|gui khong thanh cong|chua (?:duoc )?gui|khong (?:duoc )?chuyen phat)"
-    r"|khong the gui\s*:"
+    r"|khong the gui\s*:|khong gui duoc (?:thu|email)"
     r"|(?:メール)?(?:配信|配送|送信)(?:不能|エラー|失敗|できませんでした))")
 _BOUNCE_BODY = re.compile(
     r"(?:was not|wasn't|could not be|couldn't be) delivered|address not found"
@@ -138,7 +152,7 @@ _BOUNCE_BODY = re.compile(
     r"|see transcript for details|(?:unable|failed) to deliver|this is the mail system at host"
     r"|\b[245]\d\d[ -]#?[245]\.\d{1,3}\.\d{1,3}\b|\bstatus: [245]\.\d{1,3}\.\d{1,3}\b"
     r"|khong (?:duoc )?chuyen phat|khong the (?:gui|chuyen)(?: \w+){0,4} (?:den|toi)"
-    r"|khong tim thay dia chi"
+    r"|khong tim thay (?:dia chi|ten mien)|chua (?:duoc )?gui di"
     r"|khong the (?:gui|chuyen) (?:den|toi|duoc)|(?:nguoi nhan|hop thu)(?: \w+){0,3} khong ton tai"
     r"|(?:宛先|アドレス)が(?:見つかりません|存在しません)|配信できませんでした|送信できませんでした")
 
@@ -178,15 +192,21 @@ _NOTIFICATION = re.compile(
     r"|\bif (?:this|it) was(?:n't| not)? you\b|\bif you did(?:n't| not) (?:request|make|sign|"
     r"initiate|ask)\b|\b(?:neu|trong truong hop) (?:day (?:la|khong phai(?: la)?) ban"
     r"|ban khong (?:yeu cau|thuc hien))|お心当たり(?:の|が)?(?:ない|ある)場合"
-    r"|\bdat lai mat khau\b|\breset your password\b|パスワード(?:の)?再設定")
+    r"|\bdat lai mat khau\b|\breset your password\b|パスワード(?:の)?再設定"
+    r"|\bnhac (?:(?:ban|anh|chi|quy khach) )?lich hen\b|\bappointment reminder\b"
+    r"|\breminder: your (?:appointment|booking|reservation)\b|ご予約(?:日|の)?(?:前日|確認)"
+    r"|\bfor immediate release\b")
 # "code not received", "đơn hàng chưa tới": a customer's complaint in a notice's words.
 _NOT_RECEIVED = re.compile(r"\b(?:not|never|no|didn ?t|did not|haven ?t|chua|khong|van chua) "
-                           r"(?:\w+ )?(?:receiv|arriv|come|came|got|get|nhan|toi|den|giao)")
+                           r"(?:\w+ )?(?:receiv|arriv|come|came|got|get|nhan|toi|den|giao)"
+                           r"|届か(?:ない|ず)|届いて(?:い|お)(?:ない|りません)|届きません|受け取れ(?:ない|ません)")
 # Writing back about what we asked for: "the documents you asked for", "như anh chị yêu cầu".
 _ANSWERS_US = re.compile(r"\byou (?:asked|requested)\b|\bas (?:you )?requested\b"
                          r"|\b(?:anh chi|ban|quy cong ty|cong ty) (?:da )?yeu cau\b"
                          # a Vietnamese question needs no "?": "cho hỏi ... được không"
-                         r"|\bcho (?:em |minh |toi )?hoi\b|\b(?:duoc|dc|co) (?:khong|ko|k)\b")
+                         r"|\bcho (?:em |minh |toi )?hoi\b|\b(?:duoc|dc|co) (?:khong|ko|k)\b"
+                         # nor does a Japanese one: "…いただけないでしょうか。"
+                         r"|でしょうか|(?:ます|ません|です)か[。？?\s]|いただけ(?:ます|ません)か")
 # Subjects only systems write: calendar answers and invitations ("Invitation: Review @ Thu
 # 20 Nov 2025 15:00"), files shared with you.
 _SYSTEM_SUBJECT = re.compile(
@@ -205,6 +225,10 @@ _QUOTED = re.compile(r"[\"“«「『][^\"”»」』]{1,200}[\"”»」』]")
 _VIETNAMESE_MARKS = re.compile(r"[àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữự"
                                r"ỳýỷỹỵđ]", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(r"^(?:\s*(?:re|aw|tr|sv|fwd?|wg)\s*:)+\s*", re.IGNORECASE)
+_PARTIAL_WORD = re.compile(r"\w+$")
+# Without marks, "Minh" inside a sentence or before another name is a name ("chao Minh Thu",
+# "CONG TY MINH LONG"); at the start of a sentence it may be "Mình".
+_NAME_MINH = re.compile(r"(?<=\w[ ,])Minh\b|\bMinh(?= [A-ZĐ])|\bMINH\b")
 _FIRST_PERSON_MARKED = re.compile(r"\b(?:i|my|me|(?<!chúng )tôi|mình|em|chúng tôi muốn)\b|私|僕")
 # An auto-reply named in its subject after the original one or before a colon:
 # "Đang đi công tác – phản hồi tự động", "Tự động: nghỉ ốm".
@@ -228,9 +252,9 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
     to be a mailing and never speaks as "I" in its opening.
     """
     # Links and addresses say nothing about who writes ("my.example.jp", "reset?token=").
-    original = _LINK.sub(" ", new_text[:OPENING_CHARS])
+    original = _LINK.sub(" ", _opening(new_text))
     opening, folded_subject = fold(original), fold(subject)
-    if _is_auto_reply(folded_subject, opening, new_text):
+    if _is_auto_reply(folded_subject, opening, new_text, original):
         return "auto-reply-content"
     body = body or new_text
     if _READ_SUBJECT.match(folded_subject.strip()) and _READ_BODY.search(fold(body)):
@@ -244,7 +268,8 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
         return "notification-content"
     closing = " ".join(fold(body[len(body) * 2 // 3:]).split())
     if (len(body) >= MIN_BULK_CHARS and _FOOTER.search(closing)
-            and not _speaks_as_i(original) and not _is_reply(subject)):
+            and not _speaks_as_i(original) and not _is_reply(subject)
+            and not _ANSWERS_US.search(opening)):
         return "bulk-content"
     return None
 
@@ -252,12 +277,12 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
 def reads_as_a_person(new_text: str) -> bool:
     """A longer text that speaks as "I" and is no away notice: someone replying under an
     inherited auto-reply subject, not the auto-reply itself."""
-    opening = fold(new_text[:OPENING_CHARS])
+    opening = fold(_opening(new_text))
     return (len(new_text.strip()) >= PERSONAL_MIN_CHARS and bool(_FIRST_PERSON.search(opening))
             and not _AWAY.search(opening) and not _MARKER.search(opening))
 
 
-def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
+def _is_auto_reply(subject: str, opening: str, new_text: str, original: str) -> bool:
     if _MARKER.search(_QUOTED.sub(" ", opening)) or _SUBJECT_TAG.match(subject) \
             or _AUTO_SUBJECT_END.search(_REPLY_PREFIX.sub("", subject)):
         return True
@@ -265,7 +290,7 @@ def _is_auto_reply(subject: str, opening: str, new_text: str) -> bool:
         return False
     away = bool(_AWAY.search(opening) and _LATER.search(opening))
     notice = bool(_GONE.search(opening) or _CLOSED.search(f"{subject} {opening}"))
-    receipt = bool(_RECEIPT.search(opening) and not _FIRST_PERSON.search(opening))
+    receipt = bool(_RECEIPT.search(f"{subject} {opening}") and not _speaks_as_i(original))
     return away or notice or receipt
 
 
@@ -288,12 +313,19 @@ def _is_bounce(body: str, opening: str, original: str) -> bool:
     return bool(_MAIL_SYSTEM.search(opening)) or not (_speaks_as_i(original) or _asks(opening))
 
 
+def _opening(text: str) -> str:
+    """The first :data:`OPENING_CHARS` characters, without a word cut in two ("được k...")."""
+    if len(text) <= OPENING_CHARS or not text[OPENING_CHARS].isalnum():
+        return text[:OPENING_CHARS]
+    return _PARTIAL_WORD.sub("", text[:OPENING_CHARS])
+
+
 def _speaks_as_i(original: str) -> bool:
     """"I", "my", "tôi", "mình", "em", "私" in the opening. In a text written with marks the
     marks tell the pronoun: "giao tới bạn" and "Chào Minh Châu" fold to "toi" and "minh"."""
     if _VIETNAMESE_MARKS.search(original):
         return bool(_FIRST_PERSON_MARKED.search(original.lower()))
-    return bool(_FIRST_PERSON.search(fold(original)))
+    return bool(_FIRST_PERSON.search(fold(_NAME_MINH.sub(" ", original))))
 
 
 def _asks(opening: str) -> bool:

@@ -9,14 +9,16 @@ comments)::
 
 ``primary`` is a category or ``machine``; acceptable labels are the other categories a
 careful officer could file the mail under (../shared/TRIAGE-LABELS.md). ``html`` makes the
-built mail HTML-only. Mails are built deterministically (same text, same bytes) in the styles
-of several mail clients, so training and evaluation go through the real parser.
+built mail HTML-only (a body written as HTML markup is sent as it is, else it is
+converted). Mails are built deterministically (same text, same bytes) in the styles of
+several mail clients, so training and evaluation go through the real parser.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ _BASE_DATE = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 _NAMES = ("Nguyễn Văn An", "Trần Thị Bình", "Le Minh", "Phạm Thu Hà", "Emily Carter",
           "John Smith", "Sato Kenji", "Võ Thành Tâm", "Hoang Lan", "Maria Garcia",
           "Đặng Quốc Bảo", "Ngo Phuong", "Ahmed Khan", "Bùi Thị Hoa", "Tanaka Yui")
+_MARKUP = re.compile(r"\s*<(?:!doctype|html|head|body|table|div)\b", re.IGNORECASE)
 _DOMAINS = ("gmail.com", "example.vn", "outlook.com", "yahoo.com.vn", "example.jp",
             "icloud.com", "example.org")
 
@@ -142,7 +145,10 @@ def _alternative(body: str) -> MIMEMultipart:
 
 
 def _to_html(body: str) -> str:
-    """Paragraphs as ``<div>``s, ``> `` lines as a Gmail-style blockquote."""
+    """Paragraphs as ``<div>``s, ``> `` lines as a Gmail-style blockquote; a body that is
+    already HTML markup (a newsletter's source) as it is."""
+    if _MARKUP.match(body):
+        return body
     out, quote = [], []
     for line in body.splitlines():
         if line.startswith(">"):
