@@ -299,6 +299,29 @@ def test_datasette_has_a_quarantined_query(service: Service) -> None:
     assert "description" in database["tables"]["attempts"]
 
 
+def test_mail_ignored_by_its_words_alone_is_listed_for_staff(service: Service) -> None:
+    """An auto-reply told only by its words is listed in the digest and in datasette (a
+    customer's mail misread that way must not vanish); one its headers mark is not."""
+    by_words = customer_mail("Re: Your request", "[Tin nhắn tự động] Tôi đang nghỉ phép đến "
+                             "hết ngày 5/2, sẽ phản hồi khi quay lại.", sender="an@example.vn")
+    by_header = customer_mail("Re: Your request", "Away until Monday.", sender="b@example.org",
+                              headers={"Auto-Submitted": "auto-replied"})
+    for uid, raw in ((21, by_words), (22, by_header)):
+        service.handle(MessageSource("INBOX", 1, uid), raw, NOW - timedelta(hours=1))
+    assert escalation.run_digest(service.store, service.settings, NOW, dry_run=False)
+    subject, text = _digest_text(service)
+    assert subject.endswith(", 1 ignored by content")
+    assert "Ignored as automatic by its words alone since the last digest: 1." in text
+    assert "INBOX UID 21" in text and "auto-reply-content" in text and "UID 22" not in text
+    metadata = yaml.safe_load((REPO / "admin" / "metadata.yml").read_text())
+    sql = metadata["databases"]["tickets"]["queries"]["ignored_by_content"]["sql"]
+    with sqlite3.connect(service.store.path) as conn:
+        assert [(r[3], r[5]) for r in conn.execute(sql)] == [(21, "auto-reply-content")]
+    assert escalation.run_digest(service.store, service.settings, NOW + timedelta(days=1),
+                                 dry_run=False)
+    assert "ignored" not in _digest_text(service)[0]
+
+
 @pytest.mark.parametrize(("arrived", "outcome", "acknowledged"), [
     (NOW - timedelta(days=1), Outcome.TICKET, False),  # in the first-start window: quiet
     (NOW - timedelta(days=40), Outcome.QUARANTINED, False),  # older: not answered at all

@@ -29,6 +29,10 @@ from bot.models import MessageSource
 from bot.rules.sla import to_iso as utc_iso  # the one time format in the database
 
 BUSY_TIMEOUT_MS = 10_000
+# Filters of `processed` rows that the digest lists.
+QUARANTINED = "outcome = 'quarantined'"
+# Ignored as machine mail on its words alone (bot.mail.autogen_content): no header said so.
+IGNORED_BY_CONTENT = "outcome = 'ignored' AND reason LIKE '%-content'"
 
 
 class StoreUnavailable(TransientError):
@@ -164,9 +168,14 @@ class Store(Attempts, Queries, Redaction):
 
     def quarantined_since(self, since: str, limit: int = 50) -> list[dict[str, Any]]:
         """Mail recorded as quarantined at or after ``since`` (ISO UTC), newest first."""
-        return self.rows("SELECT mailbox, uid, message_id, reason, processed_at FROM processed "
-                         "WHERE outcome = 'quarantined' AND processed_at >= ? "
-                         "ORDER BY processed_at DESC, uid DESC LIMIT ?", (since, limit))
+        return self.processed_since(QUARANTINED, since, limit)
+
+    def processed_since(self, where: str, since: str, limit: int = 50) -> list[dict[str, Any]]:
+        """``processed`` rows matching ``where`` (one of this module's filters, e.g.
+        :data:`QUARANTINED`) at or after ``since`` (ISO UTC), newest first."""
+        return self.rows(f"SELECT mailbox, uid, message_id, reason, processed_at FROM processed "
+                         f"WHERE {where} AND processed_at >= ? "
+                         f"ORDER BY processed_at DESC, uid DESC LIMIT ?", (since, limit))
 
     def reset_checkpoint(self, mailbox: str, uidvalidity: int, now: datetime) -> None:
         """UIDVALIDITY changed: start again from UID 0 (known Message-IDs are skipped)."""

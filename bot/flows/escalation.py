@@ -14,7 +14,7 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from email.message import Message
 
-from bot.adapters.store import Store, utc_iso
+from bot.adapters.store import IGNORED_BY_CONTENT, QUARANTINED, Store, utc_iso
 from bot.config import Settings
 from bot.flows import autoreply, completion
 from bot.mail import compose
@@ -141,7 +141,10 @@ def run_digest(store: Store, settings: Settings, now: datetime, dry_run: bool) -
     quarantined, total = quarantined_since_last_digest(store)
     if total:
         subject += f", {total} quarantined"
-    text += quarantine_section(quarantined, total, settings) + "\n" + DIGEST_FOOTER
+    text += quarantine_section(quarantined, total, settings)
+    ignored, ignored_total = ignored_by_content_since_last_digest(store)
+    subject += f", {ignored_total} ignored by content" if ignored_total else ""
+    text += ignored_by_content_section(ignored, ignored_total, settings) + "\n" + DIGEST_FOOTER
     if not dry_run and not _queue_digest(store, settings, calendar, recipients, subject,
                                          text, now):
         return []
@@ -166,17 +169,40 @@ def last_digest_date(store: Store) -> date | None:
 def quarantined_since_last_digest(store: Store) -> tuple[list[dict], int]:
     """Mail quarantined since the last digest (all of it before the first): the newest
     :data:`MAX_QUARANTINE_LINES` rows, and how many there are."""
+    return _since_last_digest(store, QUARANTINED)
+
+
+def ignored_by_content_since_last_digest(store: Store) -> tuple[list[dict], int]:
+    """Mail ignored as automatic on its words alone since the last digest: no header said
+    so, and a customer's mail misread that way would never be answered."""
+    return _since_last_digest(store, IGNORED_BY_CONTENT)
+
+
+def _since_last_digest(store: Store, where: str) -> tuple[list[dict], int]:
     since = store.job_state(DIGEST_AT_KEY) or ""
-    total = store.count("processed", "outcome = 'quarantined' AND processed_at >= ?", (since,))
-    return (store.quarantined_since(since, MAX_QUARANTINE_LINES) if total else []), total
+    total = store.count("processed", f"{where} AND processed_at >= ?", (since,))
+    return (store.processed_since(where, since, MAX_QUARANTINE_LINES) if total else []), total
 
 
 def quarantine_section(rows: list[dict], total: int, settings: Settings) -> str:
     """The digest's list of quarantined mail (pure; empty when there is none)."""
+    return _processed_section(
+        f"Quarantined mail since the last digest: {total}. The bot did not answer it; each "
+        "one is still in the mailbox (datasette query \"quarantined\").", rows, total, settings)
+
+
+def ignored_by_content_section(rows: list[dict], total: int, settings: Settings) -> str:
+    """The digest's list of mail ignored on its words alone (pure; empty when none)."""
+    return _processed_section(
+        f"Ignored as automatic by its words alone since the last digest: {total}. No header "
+        "said so; if one is a customer's mail, it is still in the mailbox: answer it there "
+        "(datasette query \"ignored_by_content\").", rows, total, settings)
+
+
+def _processed_section(heading: str, rows: list[dict], total: int, settings: Settings) -> str:
     if not total:
         return ""
-    lines = ["", f"Quarantined mail since the last digest: {total}. The bot did not answer "
-             "it; each one is still in the mailbox (datasette query \"quarantined\").", ""]
+    lines = ["", heading, ""]
     for row in rows:
         when = from_iso(row["processed_at"]).astimezone(settings.tz)
         lines.append(f"  {when:%Y-%m-%d %H:%M %Z}  {row['mailbox']} UID {row['uid']}"

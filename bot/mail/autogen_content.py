@@ -205,6 +205,13 @@ _ANSWERS_US = re.compile(r"\byou (?:asked|requested)\b|\bas (?:you )?requested\b
                          r"|\b(?:anh chi|ban|quy cong ty|cong ty) (?:da )?yeu cau\b"
                          # a Vietnamese question needs no "?": "cho hỏi ... được không"
                          r"|\bcho (?:em |minh |toi )?hoi\b|\b(?:duoc|dc|co) (?:khong|ko|k)\b"
+                         # a customer addressing us, or asking for their own ("ad ơi",
+                         # "please update our name", "đề nghị quý công ty ...", "giúp em")
+                         r"|\b(?:ad|admin|shop) oi\b|\b(?:gui|xoa|sua|xem|kiem tra|check|cap nhat"
+                         r"|cung cap|huy) giup (?:e|em|minh|toi|to)\b"
+                         r"|\bplease (?:\w+ ){1,2}(?:my|our)\b|\b(?:could|can|would) you "
+                         r"(?:please )?(?:\w+ ){1,2}(?:my|our)\b"
+                         r"|\b(?:de nghi|yeu cau|mong|nho) (?:quy |ben )?(?:cong ty|cijidas)\b"
                          # nor does a Japanese one: "…いただけないでしょうか。"
                          r"|でしょうか|(?:ます|ません|です)か[。？?\s]|いただけ(?:ます|ません)か")
 # Subjects only systems write: calendar answers and invitations ("Invitation: Review @ Thu
@@ -226,6 +233,7 @@ _VIETNAMESE_MARKS = re.compile(r"[àáảãạăằắẳẵặâầấẩẫậ
                                r"ỳýỷỹỵđ]", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(r"^(?:\s*(?:re|aw|tr|sv|fwd?|wg)\s*:)+\s*", re.IGNORECASE)
 _PARTIAL_WORD = re.compile(r"\w+$")
+_QUOTE_LINES = re.compile(r"^[ \t]*>.*(?:\n|$)", re.MULTILINE)
 # Without marks, "Minh" inside a sentence or before another name is a name ("chao Minh Thu",
 # "CONG TY MINH LONG"); at the start of a sentence it may be "Mình".
 _NAME_MINH = re.compile(r"(?<=\w[ ,])Minh\b|\bMinh(?= [A-ZĐ])|\bMINH\b")
@@ -266,7 +274,10 @@ def content_reason(subject: str, new_text: str, body: str = "") -> str | None:
     if _is_notification(folded_subject, opening, original) and \
             not _is_reply(subject):
         return "notification-content"
-    closing = " ".join(fold(body[len(body) * 2 // 3:]).split())
+    # The sender's own closing: a footer in a part they quote ("> This invoice was generated
+    # automatically. Please do not reply.") is what they answer, not what they are.
+    own = _QUOTE_LINES.sub("", body)
+    closing = " ".join(fold(own[len(own) * 2 // 3:]).split())
     if (len(body) >= MIN_BULK_CHARS and _FOOTER.search(closing)
             and not _speaks_as_i(original) and not _is_reply(subject)
             and not _ANSWERS_US.search(opening)):
