@@ -41,6 +41,7 @@ CUSTOMERS = {
 }
 CANNED = ("open_tickets_by_due_date", "overdue", "awaiting_verification", "needs_review",
           "sla_compliance", "tickets_per_language", "suppressed_mail", "quarantined",
+          "ignored_by_content",
           "conversation", "requests_not_completed", "ticket", "dashboard", "mail_per_week",
           "response_times", "open_by_category", "triage_corrections")
 
