@@ -273,6 +273,8 @@ HUMAN_LOOKALIKES = [
      "request."),
     ("Thư không gửi được", "Tôi gửi thư cho bộ phận bảo mật nhưng bị trả về: 550 5.1.1 User "
      "unknown. Xin cho biết địa chỉ đúng để gửi yêu cầu xóa dữ liệu."),
+    ("アンケートについて質問です", "先日届いたアンケートに生年月日の設問がありました。理由を教えて"
+     "ください。\n---\n【Cijidas】アンケートご協力のお願い\n※本メールは配信専用アドレスから送信しています。"),
     ("SMS認証コードが届かない件", "ログイン時のSMS認証コードが届かず、ログインできません。"
      "新しい番号に変更していただけないでしょうか。"),
     # A footer in what the customer quotes; a customer asking for their own data.
@@ -327,7 +329,10 @@ def test_shipped_corpus_suppresses_no_human_mail() -> None:
     # Written as a measurement: first read 59/60 caught, 5 of 60 look-alikes suppressed.
     # The guards were then fixed on those five (a footer in a quoted part, a customer
     # asking for their own data); its misses were never looked at.
-    ("measure-machine.txt", 59, 60)])
+    ("measure-machine.txt", 59, 60),
+    # Second measurement: first read 38/40 caught, 1 of 90 look-alikes suppressed (a
+    # Japanese question pasting a survey notice: "…を教えてください" now keeps it human).
+    ("measure-machine-2.txt", 38, 40)])
 def test_development_sets_of_machine_mail(name: str, floor: int, machine: int) -> None:
     """Development sets written from the labelling rules alone to tune these rules on (the
     held-out split is not): what they catch, and no human mail lost. Left out on purpose:

@@ -213,7 +213,9 @@ _ANSWERS_US = re.compile(r"\byou (?:asked|requested)\b|\bas (?:you )?requested\b
                          r"(?:please )?(?:\w+ ){1,2}(?:my|our)\b"
                          r"|\b(?:de nghi|yeu cau|mong|nho) (?:quy |ben )?(?:cong ty|cijidas)\b"
                          # nor does a Japanese one: "…いただけないでしょうか。"
-                         r"|でしょうか|(?:ます|ません|です)か[。？?\s]|いただけ(?:ます|ません)か")
+                         r"|でしょうか|(?:ます|ません|です)か[。？?\s]|いただけ(?:ます|ません)か"
+                         # or asks for something of their own: "…を教えてください"
+                         r"|(?:教え|削除し|訂正し|開示し|停止し|送っ)て(?:ください|下さい|いただ)")
 # Subjects only systems write: calendar answers and invitations ("Invitation: Review @ Thu
 # 20 Nov 2025 15:00"), files shared with you.
 _SYSTEM_SUBJECT = re.compile(
