@@ -332,7 +332,9 @@ def test_shipped_corpus_suppresses_no_human_mail() -> None:
     ("measure-machine.txt", 59, 60),
     # Second measurement: first read 38/40 caught, 1 of 90 look-alikes suppressed (a
     # Japanese question pasting a survey notice: "…を教えてください" now keeps it human).
-    ("measure-machine-2.txt", 38, 40)])
+    ("measure-machine-2.txt", 38, 40),
+    # Third measurement, read once and never tuned on: 48/50 caught, 0 of 70 suppressed.
+    ("measure-machine-3.txt", 48, 50)])
 def test_development_sets_of_machine_mail(name: str, floor: int, machine: int) -> None:
     """Development sets written from the labelling rules alone to tune these rules on (the
     held-out split is not): what they catch, and no human mail lost. Left out on purpose:
