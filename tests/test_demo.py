@@ -188,6 +188,7 @@ def test_the_demo_has_its_own_owner_only_staff_secret(demo):
     env = demo.folder / "env"
     assert env.stat().st_mode & 0o777 == 0o600
     assert (demo.folder / "config.toml").stat().st_mode & 0o777 == 0o600
+    assert (demo.folder / "bot.log").stat().st_mode & 0o777 == 0o600
     secret = dict(line.split("=", 1) for line in env.read_text().splitlines()
                   if "=" in line and not line.startswith("#"))["DEMO_STAFF_TOKEN_SECRET"]
     assert len(secret) >= 32

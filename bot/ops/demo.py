@@ -323,6 +323,7 @@ def _log_to_file(path: Path) -> Iterator[None]:
     """Send every log record to ``path`` while the demo runs (the terminal shows the table)."""
     root = logging.getLogger()
     saved = root.handlers[:]
+    write_private(path, "")  # owner-only, as every file the bot writes
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.handlers = [handler]
