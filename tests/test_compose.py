@@ -335,3 +335,32 @@ def test_plain_addresses_take_the_short_way_to_the_same_header(monkeypatch):
         assert got == expected, (addr, name)
     written = [v for v in short.values() if v is not ValueError]
     assert len(written) > 100 and len(written) < len(short)  # both kinds were tried
+
+
+def _reference_wrap(line: str, width: int, indent: str) -> list[str]:
+    """Word by word, the plain definition of the greedy wrap render.wrap_words does."""
+    out: list[str] = []
+    current = ""
+    for word in [w for w in line.split(" ") if w]:
+        candidate = f"{current} {word}" if current else (indent if out else "") + word
+        if current and len(candidate) > width:
+            out.append(current)
+            current = indent + word
+        else:
+            current = candidate
+    return [*out, current] if current else out
+
+
+def test_wrap_words_is_the_greedy_wrap_on_plain_spaces():
+    import random
+
+    from bot.mail.render import wrap_words
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        words = [rng.choice(["x" * rng.randint(0, 30), "5\u00a0December\u00a02026", "đ" * 3])
+                 for _ in range(rng.randint(0, 30))]
+        line = "".join(w + " " * rng.randint(1, 3) for w in words)
+        line = " " * rng.randint(0, 2) + (line if rng.random() < 0.5 else line.rstrip())
+        width, indent = rng.randint(1, 80), rng.choice(["", "  ", "    "])
+        assert wrap_words(line, width, indent) == _reference_wrap(line, width, indent)

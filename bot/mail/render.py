@@ -60,23 +60,26 @@ def _unbroken(formatter: Any) -> Any:
 
 
 def wrap_words(line: str, width: int, indent: str = "") -> list[str]:
-    """Greedy wrap on plain spaces only (NBSP keeps dates together; long words stay whole).
+    """Greedy wrap on plain spaces only (NBSP keeps dates together; long words stay whole);
+    continuation lines start with ``indent``.
 
-    textwrap does the same but was the largest cost of rendering an acknowledgement.
+    textwrap does the same but was the largest cost of rendering an acknowledgement; this
+    cuts at the last space that fits, one step per output line rather than per word.
     """
+    rest = " ".join(filter(None, line.split(" "))) if "  " in line else line.strip(" ")
     out: list[str] = []
-    current = ""
-    for word in line.split(" "):
-        if not word:
-            continue
-        candidate = f"{current} {word}" if current else (indent if out else "") + word
-        if current and len(candidate) > width:
-            out.append(current)
-            current = indent + word
-        else:
-            current = candidate
-    if current:
-        out.append(current)
+    room = width
+    while len(rest) > room:
+        cut = rest.rfind(" ", 0, room + 1)
+        if cut <= 0:  # the first word alone is longer than the line
+            cut = rest.find(" ")
+            if cut < 0:
+                break
+        out.append((indent if out else "") + rest[:cut])
+        rest = rest[cut + 1:]
+        room = max(width - len(indent), 0)
+    if rest:
+        out.append((indent if out else "") + rest)
     return out
 
 
