@@ -166,10 +166,6 @@ class Store(Attempts, Queries, Redaction):
                      (source.mailbox, source.uidvalidity, source.uid))
         self._write_announced_start(conn)
 
-    def quarantined_since(self, since: str, limit: int = 50) -> list[dict[str, Any]]:
-        """Mail recorded as quarantined at or after ``since`` (ISO UTC), newest first."""
-        return self.processed_since(QUARANTINED, since, limit)
-
     def processed_since(self, where: str, since: str, limit: int = 50) -> list[dict[str, Any]]:
         """``processed`` rows matching ``where`` (one of this module's filters, e.g.
         :data:`QUARANTINED`) at or after ``since`` (ISO UTC), newest first."""

@@ -51,7 +51,7 @@ _MARKER = re.compile(
     r"|\b(?:request|ticket|case) #?\d+ (?:has been|was) (?:set to|marked as) "
     r"(?:solved|resolved|closed)"
     r"|\bphieu (?:ho tro|yeu cau)(?: so)? #?\S+\b.{0,80}\bda duoc tao"
-    r"|\b(?:phieu|thu|email) (?:nay )?(?:duoc )?tao tu dong"
+    r"|\bphieu (?:nay )?(?:duoc )?tao tu dong"
     r"|yeu cau (?:ho tro )?(?:cua (?:ban|quy khach) )?(?:so \S+ )?da duoc tiep nhan"
     r"|お問い合わせを受け付けました|受付(?:完了|いたしました)")
 _AWAY = re.compile(
@@ -151,9 +151,9 @@ _BOUNCE_BODY = re.compile(
     r"|mailbox (?:unavailable|full)|no such user|(?:has not|hasn't) (?:yet )?been delivered"
     r"|see transcript for details|(?:unable|failed) to deliver|this is the mail system at host"
     r"|\b[245]\d\d[ -]#?[245]\.\d{1,3}\.\d{1,3}\b|\bstatus: [245]\.\d{1,3}\.\d{1,3}\b"
-    r"|khong (?:duoc )?chuyen phat|khong the (?:gui|chuyen)(?: \w+){0,4} (?:den|toi)"
+    r"|khong (?:duoc )?chuyen phat|khong the (?:gui|chuyen)(?:(?: \w+){0,4} (?:den|toi)| duoc)"
     r"|khong tim thay (?:dia chi|ten mien)|chua (?:duoc )?gui di"
-    r"|khong the (?:gui|chuyen) (?:den|toi|duoc)|(?:nguoi nhan|hop thu)(?: \w+){0,3} khong ton tai"
+    r"|(?:nguoi nhan|hop thu)(?: \w+){0,3} khong ton tai"
     r"|(?:宛先|アドレス)が(?:見つかりません|存在しません)|配信できませんでした|送信できませんでした")
 
 
