@@ -1,7 +1,5 @@
 """``python -m bot`` is the same as the ``inquiry-bot`` console script."""
 
-import sys
+from bot.ops.cli import entry
 
-from bot.ops.cli import main
-
-sys.exit(main())
+entry()

@@ -9,10 +9,10 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bot.config import Settings, load_config, load_settings, resolve_config_path
 from bot.errors import BotError, ConfigError
@@ -37,6 +37,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+
+
+def entry() -> NoReturn:
+    """The console script and ``python -m bot``: :func:`main`, then the process ends at once.
+
+    When :func:`main` returns, every store is closed and the logs are flushed here; the
+    interpreter's own teardown (freeing the triage model, the calendar and every imported
+    module) would add about 120 ms to each run, a fifth of a ``once`` on an empty mailbox.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed pipe has nothing to lose
+            stream.flush()
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
