@@ -3,7 +3,7 @@
 Taking in a backlog is CPU work in the worker process; sending is mostly waiting for the
 SMTP server. With a sender process the acknowledgements of the first batch go out while the
 next batches are handled, instead of all of them after the last one. It flushes each time
-it is woken (after every batch), once more when told the pass is over, and then exits; it
+it is woken (after every mail), once more when told the pass is over, and then exits; it
 has its own SQLite connection, and both take the store's write lock in turn (see
 bot.adapters.store.writer_lock). Each mail is still marked sent before the next one is
 sent, as in any flush. The sender stops by itself if the worker dies.

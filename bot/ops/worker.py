@@ -106,7 +106,7 @@ class Worker:
         self.stop = threading.Event()
         self.worker_id = secrets.token_hex(8)  # tells this process's starts from others'
         self._wake_flush: Callable[[], None] = lambda: None
-        self._batch_done: Callable[[], None] = lambda: None  # once: wakes the sender
+        self._mail_done: Callable[[], None] = lambda: None  # once: wakes the sender
         self._thread_stores = threading.local()  # one connection per scheduler thread
         self.intake = first_run.Intake()  # this ingest pass's first-run rules
 
@@ -117,11 +117,11 @@ class Worker:
         mailbox = Mailbox(self.settings.mailbox, oauth.credential(self.settings, "imap"))
         # Forked after the login: the sender inherits the OAuth access token, if any.
         with Sender(self._new_store, self.flush) as sender:
-            self._batch_done = sender.wake
+            self._mail_done = sender.wake
             try:
                 count = self.ingest(mailbox, since)
             finally:
-                self._batch_done = lambda: None
+                self._mail_done = lambda: None
                 mailbox.close()
             self.summarize()
             self.verify()
@@ -184,7 +184,6 @@ class Worker:
             if self.stop.is_set():
                 return handled  # not through the folder: a first start resumes next time
             handled += self._handle_batch(mailbox, batch, sizes, arrived)
-            self._batch_done()
         if not self.stop.is_set():
             self.intake.finish(self.store, self.settings, folder, self.clock())
         return handled
@@ -213,6 +212,9 @@ class Worker:
                 self._too_large(mailbox, source, sizes[uid], arrived.get(uid))
             else:
                 self._fail(mailbox, source, None, "not-fetched: the server returned no data")
+            # Its acknowledgement is committed: a sender that waited for the end of the
+            # batch left up to a batch of mail to send after the last one was taken in.
+            self._mail_done()
         return len(batch)
 
     def _crashed_before(self, mailbox: Mailbox, source: MessageSource,
