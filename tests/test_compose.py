@@ -3,6 +3,7 @@ customer-controlled text can never inject headers, markup or template syntax."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import re
 from datetime import UTC, datetime
@@ -16,10 +17,10 @@ from bot.config import settings_from_dict
 from bot.mail import compose
 from bot.models import Attachment, Category, InboundMail, Language, Triage
 
-SETTINGS = settings_from_dict(
+SETTINGS = dataclasses.replace(settings_from_dict(
     {"bot": {"address": "contact@cijidas.jp"}, "mailbox": {"host": "x", "username": "u"},
      "smtp": {"host": "y"}},
-    Path("config.toml"), {"INQUIRY_BOT_IMAP_PASSWORD": "p"})
+    Path("config.toml"), {"INQUIRY_BOT_IMAP_PASSWORD": "p"}), cache_path=None)
 REF = "CJD-000123"
 CODE = "12345678"
 RECEIVED = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)       # 12:00 JST
@@ -364,3 +365,56 @@ def test_wrap_words_is_the_greedy_wrap_on_plain_spaces():
         line = " " * rng.randint(0, 2) + (line if rng.random() < 0.5 else line.rstrip())
         width, indent = rng.randint(1, 80), rng.choice(["", "  ", "    "])
         assert wrap_words(line, width, indent) == _reference_wrap(line, width, indent)
+
+
+# -- compiled templates kept between runs ---------------------------------------------------
+
+HOSTILE_NAME = '<b onclick="x">Ann</b> & co'
+
+
+def _fresh_render(cache_dir: Path | None) -> tuple[str, str]:
+    """A first render in a new process: no environment in memory, maybe a cache on disk."""
+    from bot.mail import render
+
+    render._environments.cache_clear()
+    return render.render(SETTINGS.templates_path, "ack_question", Language.EN,
+                         {**compose._base_context(SETTINGS), "ref": REF,
+                          "customer_name": HOSTILE_NAME, "customer_email": "a@example.org",
+                          "original_subject": HOSTILE_NAME, "received_at": RECEIVED,
+                          "due_at": DUE, "verification": False, "incident": None,
+                          "agent": None, "opt_out": False},
+                         cache_dir=cache_dir)
+
+
+def test_compiled_templates_render_the_same_and_keep_text_and_html_apart(tmp_path):
+    """jinja2 keys its cache by template, not by environment: a text template loaded as the
+    HTML one would drop the escaping. Each kind has its own files, owner-only."""
+    cache = tmp_path / "state" / "cache" / "templates"
+    (tmp_path / "state").mkdir(mode=0o700)
+    expected = _fresh_render(None)
+    assert _fresh_render(cache) == expected            # compiles, then writes the cache
+    kinds = sorted({p.name.split("-", 1)[0] for p in cache.iterdir()})
+    assert kinds == ["html", "text"]
+    assert {oct(d.stat().st_mode & 0o777) for d in (cache, cache.parent)} == {"0o700"}
+    assert {oct(p.stat().st_mode & 0o777) for p in cache.iterdir()} == {"0o600"}
+    text, html = _fresh_render(cache)                  # from the cache only
+    assert (text, html) == expected
+    assert HOSTILE_NAME in text and "&lt;b onclick=" in html and "<b onclick" not in html
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "folder-is-a-file"])
+def test_a_damaged_or_unwritable_cache_is_skipped(tmp_path, damage):
+    cache = tmp_path / "cache" / "templates"
+    expected = _fresh_render(None)
+    _fresh_render(cache)
+    for entry in cache.iterdir():
+        data = entry.read_bytes()
+        entry.write_bytes({"garbage": b"\x00not marshal" * 9, "truncated": data[:len(data) // 2],
+                           "empty": b"", "folder-is-a-file": data}[damage])
+    if damage == "folder-is-a-file":
+        for entry in cache.iterdir():
+            entry.unlink()
+        cache.rmdir()
+        cache.write_text("not a folder")
+    assert _fresh_render(cache) == expected
+    assert _fresh_render(cache) == expected

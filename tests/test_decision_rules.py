@@ -4,6 +4,7 @@ and the real-clock dating of `tick`."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -29,8 +30,10 @@ BASE = {"bot": {"address": "contact@cijidas.jp"},
 
 
 def settings(**sections):
-    return settings_from_dict({**BASE, **sections}, Path("config.toml"), {},
-                              require_secrets=False)
+    """No database beside it: nothing is kept between runs (no template cache in ./state)."""
+    loaded = settings_from_dict({**BASE, **sections}, Path("config.toml"), {},
+                                require_secrets=False)
+    return dataclasses.replace(loaded, cache_path=None)
 
 
 # -- parsing --------------------------------------------------------------------------------

@@ -220,6 +220,7 @@ class Settings:
     database_path: Path = Path("state/tickets.db")
     templates_path: Path = DEFAULT_TEMPLATES_DIR
     heartbeat_path: Path | None = None
+    cache_path: Path | None = None  # state kept between runs (owner-only); None: keep nothing
     imap_password: str = field(default="", repr=False)
     smtp_password: str = field(default="", repr=False)
     staff_token_secret: str = field(default="", repr=False)
@@ -242,7 +243,7 @@ class Settings:
 
 # Settings fields filled in at load time; every other field is a config section.
 _RESOLVED = frozenset({"config_path", "database_path", "templates_path", "heartbeat_path",
-                       "imap_password", "smtp_password", "staff_token_secret",
+                       "cache_path", "imap_password", "smtp_password", "staff_token_secret",
                        "oauth2_client_secret", "oauth2_refresh_token"})
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name not in _RESOLVED}
 
@@ -273,8 +274,9 @@ def settings_from_dict(data: dict[str, Any], path: Path, environ: typing.Mapping
     sections = {name: _build_section(name, _section_class(name), data.get(name, {}), problems)
                 for name in _SECTIONS}
     base = path.resolve().parent
-    settings = Settings(**sections, config_path=path.resolve(),
-                        database_path=_relative_to(base, sections["storage"].database),
+    database = _relative_to(base, sections["storage"].database)
+    settings = Settings(**sections, config_path=path.resolve(), database_path=database,
+                        cache_path=database.parent / "cache",
                         templates_path=(_relative_to(base, sections["bot"].templates_dir)
                                         if sections["bot"].templates_dir
                                         else DEFAULT_TEMPLATES_DIR),

@@ -27,6 +27,7 @@ from email.message import Message
 from email.utils import format_datetime as rfc2822_date
 from email.utils import formataddr, getaddresses
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
@@ -313,6 +314,11 @@ class CustomerThread:
     bilingual: bool = False
 
 
+def _template_cache(settings: Settings) -> Path | None:
+    """Where compiled templates are kept between runs (none for a dry run)."""
+    return settings.cache_path / "templates" if settings.cache_path else None
+
+
 def _base_context(settings: Settings) -> dict[str, Any]:
     return {
         "company_name": settings.bot.company_name,
@@ -337,7 +343,7 @@ def customer_mail(settings: Settings, thread: CustomerThread, name: str,
            for key, value in context.items()},
     }
     text, html = render(settings.templates_path, name, thread.language, data,
-                        bilingual=thread.bilingual)
+                        bilingual=thread.bilingual, cache_dir=_template_cache(settings))
     languages = [Language.VI, Language.EN] if thread.bilingual else [thread.language]
     first = languages[0]
     return build_mail(
@@ -460,7 +466,8 @@ def staff_notification(settings: Settings, *, ref: str, triage: Triage, mail: In
                          "content_type": clean_line(a.content_type, 100), "size": a.size}
                         for a in mail.attachments],
     }
-    text, html = render(settings.templates_path, "staff_notification", Language.EN, context)
+    text, html = render(settings.templates_path, "staff_notification", Language.EN, context,
+                        cache_dir=_template_cache(settings))
     label = ("Reopened by the customer" if reopened else "Follow-up") if followup \
         else f"New {triage.category.value}"
     review = " NEEDS REVIEW" if triage.needs_review else ""

@@ -3,12 +3,16 @@
 Each mail's wording is written once per language (``<lang>/<name>.j2``); two layouts turn
 it into plain text (wrapped at 76 columns) and autoescaped HTML, so the parts cannot drift
 apart. Dates are formatted for the reader's language.
+
+Its only I/O is reading the templates and, when given a cache folder, their compiled form
+(jinja2's bytecode cache): compiling every template again cost each ``once`` run 60-80 ms.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -140,13 +144,42 @@ _HTML_HELPERS = {
 }
 
 
+class CompiledTemplates(jinja2.FileSystemBytecodeCache):
+    """jinja2's compiled templates kept in an owner-only folder between runs.
+
+    jinja2 keys an entry by template name and file and checks the source's checksum, but not
+    the environment's settings: the text and HTML environments (autoescape off and on)
+    therefore get separate file names (``kind``), or one would run the other's code. A
+    cache that cannot be read or written is skipped; rendering never depends on it."""
+
+    def __init__(self, folder: Path, kind: str) -> None:
+        super().__init__(str(folder), f"{kind}-%s.cache")
+        self.folder = folder
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, ValueError, EOFError, TypeError):  # unreadable or damaged: compile
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with suppress(OSError):
+            for folder in (self.folder.parent, self.folder):  # inside the state folder
+                folder.mkdir(mode=0o700, exist_ok=True)
+            super().dump_bytecode(bucket)
+
+
 @lru_cache(maxsize=8)
-def _environments(templates_dir: Path) -> tuple[jinja2.Environment, jinja2.Environment]:
+def _environments(templates_dir: Path, cache_dir: Path | None
+                  ) -> tuple[jinja2.Environment, jinja2.Environment]:
     """(text, html) environments over one template folder; html autoescapes everything."""
     loader = jinja2.FileSystemLoader(str(templates_dir))
     envs = []
     for autoescape, helpers in ((False, _TEXT_HELPERS), (True, _HTML_HELPERS)):
+        kind = "html" if autoescape else "text"
         env = jinja2.Environment(loader=loader, autoescape=autoescape,
+                                 bytecode_cache=CompiledTemplates(cache_dir, kind)
+                                 if cache_dir else None,
                                  undefined=jinja2.StrictUndefined, trim_blocks=True,
                                  lstrip_blocks=True, keep_trailing_newline=True,
                                  auto_reload=False)  # no stat() per render; restart to reload
@@ -158,11 +191,13 @@ def _environments(templates_dir: Path) -> tuple[jinja2.Environment, jinja2.Envir
 
 
 def render(templates_dir: Path, name: str, language: Language, context: Mapping[str, Any],
-           *, bilingual: bool = False) -> tuple[str, str]:
-    """Render ``<lang>/<name>.j2`` as (text, html); bilingual = Vietnamese, then English."""
+           *, bilingual: bool = False, cache_dir: Path | None = None) -> tuple[str, str]:
+    """Render ``<lang>/<name>.j2`` as (text, html); bilingual = Vietnamese, then English.
+    ``cache_dir``: where compiled templates are kept between runs (see
+    :class:`CompiledTemplates`)."""
     languages = [Language.VI, Language.EN] if bilingual else [Language(language)]
     data = {**context, "mail_name": name, "languages": [lang.value for lang in languages]}
-    text_env, html_env = _environments(Path(templates_dir))
+    text_env, html_env = _environments(Path(templates_dir), cache_dir)
     text = text_env.get_template("layout.txt.j2").render(data)
     html = html_env.get_template("layout.html.j2").render(data)
     return _tidy_text(text), html

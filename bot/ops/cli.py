@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -260,7 +261,7 @@ def cmd_escalate(args: argparse.Namespace) -> int:
     from bot.ops.tick import real_time_store
     from bot.ops.worker import utcnow
 
-    settings = load_config(args.config, require_secrets=not args.dry_run)
+    settings = _config_of_pass(args)
     # Mail is dated with the real clock, so a pretend --now never holds it back.
     store = (Store(settings.database_path) if args.dry_run
              else real_time_store(settings.database_path))
@@ -273,11 +274,17 @@ def cmd_escalate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _config_of_pass(args: argparse.Namespace) -> Settings:
+    """The config of ``escalate``/``tick``; a dry run writes no cache either."""
+    settings = load_config(args.config, require_secrets=not args.dry_run)
+    return dataclasses.replace(settings, cache_path=None) if args.dry_run else settings
+
+
 def cmd_tick(args: argparse.Namespace) -> int:
     from bot.ops.tick import tick
     from bot.ops.worker import AlreadyRunning, worker_lock
 
-    settings = load_config(args.config, require_secrets=not args.dry_run)
+    settings = _config_of_pass(args)
     if args.dry_run:
         lines = tick(settings, args.now, dry_run=True)
     else:
