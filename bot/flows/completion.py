@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.adapters.holiday_file import business_calendar
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.config.requests import completion_days
@@ -30,7 +31,6 @@ from bot.rules.sla import (
     COMPLETION_OVERDUE,
     COMPLETION_SOON,
     BusinessCalendar,
-    calendar_from_settings,
     completion_due,
     completion_level,
     from_iso,
@@ -72,7 +72,7 @@ def fill_deadlines(store: Store, settings: Settings, calendar: BusinessCalendar)
 def run_pass(store: Store, settings: Settings, now: datetime, dry_run: bool) -> list[str]:
     """Queue (unless ``dry_run``) the completion reminders due at ``now``; one line per mail."""
     if not dry_run:
-        fill_deadlines(store, settings, calendar_from_settings(settings))
+        fill_deadlines(store, settings, business_calendar(settings))
     remind = timedelta(days=settings.requests.remind_days_before)
     rows = store.completion_candidates(utc_iso(now + remind))
     lines = []

@@ -14,6 +14,7 @@ import sqlite3
 from datetime import date, datetime, timedelta
 from email.message import Message
 
+from bot.adapters.holiday_file import business_calendar
 from bot.adapters.store import IGNORED_BY_CONTENT, QUARANTINED, Store, utc_iso
 from bot.config import Settings
 from bot.flows import autoreply, completion
@@ -31,7 +32,6 @@ from bot.rules.escalation import (
 )
 from bot.rules.sla import (
     BusinessCalendar,
-    calendar_from_settings,
     extend_for_waiting,
     from_iso,
     to_iso,
@@ -70,7 +70,7 @@ def digest_rows(store: Store) -> list[TicketRow]:
 
 def run_pass(store: Store, settings: Settings, now: datetime, dry_run: bool) -> list[str]:
     """Plan and (unless ``dry_run``) queue escalation mail; return one line per mail."""
-    calendar = calendar_from_settings(settings)
+    calendar = business_calendar(settings)
     rows = open_ticket_rows(store, now, settings.escalation.level3_after_days)
     plan = plan_from_settings(rows, now, settings, calendar)
     lines = []
@@ -126,7 +126,7 @@ def run_digest(store: Store, settings: Settings, now: datetime, dry_run: bool) -
     ``escalation.business_hours_only``, inside business hours). The date sent is stored in
     ``job_state`` in the same transaction as the mail, so a restart never repeats it.
     """
-    calendar = calendar_from_settings(settings)
+    calendar = business_calendar(settings)
     if not digest_due(store, settings, calendar, now):
         return []
     recipients = digest_recipients(settings)

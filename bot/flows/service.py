@@ -27,6 +27,7 @@ import time
 from dataclasses import replace
 from datetime import datetime
 
+from bot.adapters.holiday_file import business_calendar
 from bot.adapters.model_file import load_triage_model
 from bot.adapters.store import Store
 from bot.config import Settings
@@ -39,7 +40,7 @@ from bot.mail.parse import Budget, cut_reasons, parse_message
 from bot.models import InboundMail, MessageSource, Outcome
 from bot.rules.conversation import STAFF_ACTIONS, Action, Route, decide
 from bot.rules.intake import SKIP_REASON, Intake, IntakePolicy, arrival_time
-from bot.rules.sla import BusinessCalendar, calendar_from_settings
+from bot.rules.sla import BusinessCalendar
 
 MAX_REASON = 300
 # Time for reading one mail (MIME tree, headers, HTML); what is left is not read. With
@@ -56,7 +57,7 @@ class Service:
                  calendar: BusinessCalendar | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.ctx = Context(store, settings, calendar or calendar_from_settings(settings),
+        self.ctx = Context(store, settings, calendar or business_calendar(settings),
                            load_triage_model(settings))
 
     def handle(self, source: MessageSource, raw: bytes, now: datetime,

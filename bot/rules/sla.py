@@ -28,12 +28,11 @@ A ticket is overdue once ``now > due_at``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
-
-import holidays
 
 from bot.config import Settings, SlaSection, parse_duration
 from bot.models import Category
@@ -44,17 +43,30 @@ END_OF_DAY = time(23, 59, 59)
 _MAX_SEARCH_DAYS = 2 * 366
 
 
+HolidaySource = Callable[[int], Collection[date]]  # year -> its public holidays
+
+
+def japanese_holidays(year: int) -> frozenset[date]:
+    """Japan's public holidays of ``year`` (substitute and citizens' holidays included),
+    from the ``holidays`` package."""
+    import holidays  # about 0.1 s: it imports all of its 250 countries to give one
+
+    return frozenset(holidays.country_holidays("JP", years=year))
+
+
 class BusinessCalendar:
     """Weekends, Japanese public holidays and company closures, in the company time zone."""
 
-    def __init__(self, tz: ZoneInfo, closures: list[str], business_hours: str) -> None:
+    def __init__(self, tz: ZoneInfo, closures: list[str], business_hours: str,
+                 holidays_of: HolidaySource = japanese_holidays) -> None:
         """``closures`` items are ``"MM-DD"`` or ``"MM-DD..MM-DD"`` (may span the year end);
-        ``business_hours`` is ``"HH:MM-HH:MM"`` in company time."""
+        ``business_hours`` is ``"HH:MM-HH:MM"`` in company time; ``holidays_of`` gives the
+        public holidays of a year (asked once per year)."""
         self.tz = tz
         self._closures = [_parse_closure(item) for item in closures]
         self.opens_at, self.closes_at = _parse_hours(business_hours)
-        # Expands to whatever years are asked for; no I/O.
-        self._holidays = holidays.country_holidays("JP")
+        self._holidays_of = holidays_of
+        self._holidays: dict[int, Collection[date]] = {}
 
     def company_day(self, at: datetime) -> date:
         """The company-local date of the aware datetime ``at``."""
@@ -62,7 +74,10 @@ class BusinessCalendar:
 
     def is_holiday(self, d: date) -> bool:
         """True on a Japanese public holiday (including substitute and citizens' holidays)."""
-        return d in self._holidays
+        days = self._holidays.get(d.year)
+        if days is None:
+            days = self._holidays[d.year] = self._holidays_of(d.year)
+        return d in days
 
     def is_closure(self, d: date) -> bool:
         """True on a configured company closure day."""
@@ -192,9 +207,11 @@ def extend_for_waiting(due_at: datetime, waited: timedelta) -> datetime:
     return _aware(due_at).astimezone(UTC) + waited
 
 
-def calendar_from_settings(settings: Settings) -> BusinessCalendar:
+def calendar_from_settings(settings: Settings,
+                           holidays_of: HolidaySource = japanese_holidays) -> BusinessCalendar:
     """The business calendar configured by ``bot.timezone`` and ``[sla]``."""
-    return BusinessCalendar(settings.tz, settings.sla.closures, settings.sla.business_hours)
+    return BusinessCalendar(settings.tz, settings.sla.closures, settings.sla.business_hours,
+                            holidays_of)
 
 
 @lru_cache(maxsize=256)  # one mail writes the same few moments a dozen times
