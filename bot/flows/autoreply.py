@@ -28,8 +28,6 @@ from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import Message
 
-from flufl.bounce import all_failures
-
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.mail import compose
@@ -221,6 +219,8 @@ def permanent_failures(raw: bytes) -> list[tuple[str, str, bool]]:
 
 def _plain_text_failures(raw: bytes) -> list[tuple[str, str, bool]]:
     """Bounces without a delivery-status part: flufl.bounce, else the report's own words."""
+    from flufl.bounce import all_failures  # 10 ms to import; few runs see such a bounce
+
     report = message_from_bytes(raw[:MAX_PLAIN_BOUNCE_BYTES], policy=policy.compat32)
     temporary, permanent = all_failures(report)
     text = _report_text(report)
