@@ -69,7 +69,9 @@ class Service:
         mail = parse_message(raw, Budget.start(time.monotonic, PARSE_SECONDS))
         key = message_key(mail, raw)
         route = self.route(mail, key, now)
-        self.ctx = replace(self.ctx, model=load_triage_model(self.settings))  # a stat()
+        model = load_triage_model(self.settings)  # a stat(): a newly trained model is used
+        if model is not self.ctx.model:
+            self.ctx = replace(self.ctx, model=model)
         received = arrival_time(received_at, mail.date, now)
         taken = (policy or IntakePolicy()).decide(received)
         with self.store.transaction() as conn:

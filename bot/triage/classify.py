@@ -100,13 +100,10 @@ def _hits(original: str, factor: float) -> list[Hit]:
     if not original:
         return []
     folded = fold(original)
-    aligned = len(folded) == len(original)
-    hits = []
-    for rule in COMPILED:
-        hit = _match(rule, folded, original if aligned else folded, factor)
-        if hit is not None:
-            hits.append(hit)
-    return hits
+    shown = original if len(folded) == len(original) else folded
+    # Most rules find nothing: one search each in C, before the Python loop over matches.
+    return [hit for rule in COMPILED if rule.regex.search(folded)
+            for hit in (_match(rule, folded, shown, factor),) if hit is not None]
 
 
 def _match(rule: Rule, folded: str, shown: str, factor: float) -> Hit | None:
