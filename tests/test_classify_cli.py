@@ -63,6 +63,18 @@ def test_many_files_in_workers_match_one_process(many_files):
     assert files == [name for name in many_files if not name.endswith("missing.eml")]
 
 
+def test_a_pipe_gets_every_line_when_the_process_ends_at_once(many_files):
+    """``bot.ops.cli.entry`` ends the process without the interpreter's teardown: output
+    buffered for a pipe (no PYTHONUNBUFFERED) is still written, and the status kept."""
+    env = {k: v for k, v in bot_env().items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([sys.executable, "-m", "bot", "classify", "--json", "--jobs", "1",
+                           *many_files], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=120)
+    assert done.returncode == 1 and "missing.eml" in done.stderr
+    assert len(done.stdout.splitlines()) == len(many_files) - 1
+    assert all(json.loads(line)["file"] for line in done.stdout.splitlines())
+
+
 @pytest.mark.parametrize(("count", "jobs", "expected"), [
     (10, 8, 1),            # too few files: no pool
     (64, 8, 2),            # one worker per 32 files at most
