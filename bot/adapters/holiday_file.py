@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from datetime import date
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from bot.adapters.private_file import write_private
 from bot.config import Settings
 from bot.rules.sla import BusinessCalendar, HolidaySource, calendar_from_settings, japanese_holidays
 
@@ -63,11 +62,7 @@ class HolidayFile:
                 "years": {str(year): sorted(d.isoformat() for d in days)
                           for year, days in sorted((self._years or {}).items())}}
         try:
-            self.path.parent.mkdir(mode=0o700, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".holidays-")
-            with os.fdopen(handle, "w", encoding="utf-8") as out:  # mkstemp: 0600
-                json.dump(data, out, indent=0)
-            os.replace(temporary, self.path)
+            write_private(self.path, json.dumps(data, indent=0).encode("utf-8"))
         except OSError as exc:
             log.debug("holiday file %s not written: %s", self.path, exc)
 

@@ -5,10 +5,10 @@ ships in the package."""
 from __future__ import annotations
 
 import logging
-import os
 from functools import lru_cache
 from pathlib import Path
 
+from bot.adapters.private_file import write_private
 from bot.config import Settings
 from bot.triage import Model, shipped_model
 
@@ -43,10 +43,5 @@ def _read_model(path: Path, mtime_ns: int) -> Model:
 def save_company_model(settings: Settings, text: str) -> Path:
     """Write the model owner-only, atomically (a reader never sees half a file)."""
     path = company_model_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+    write_private(path, text.encode("utf-8"))
     return path

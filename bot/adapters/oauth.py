@@ -27,7 +27,6 @@ import imaplib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.oauth_grants import Grant, OAuthError, make_grant, token_url_of
+from bot.adapters.private_file import write_private
 from bot.adapters.store import Store, utc_iso
 from bot.config import Settings
 from bot.mail import compose
@@ -239,7 +239,7 @@ class RefreshTokenStore:
         seed = _fingerprint(self.initial) if self.initial else saved.get("seed", "")
         record = {"refresh_token": token, "seed": seed, "saved_at": utcnow().isoformat()}
         try:
-            _write_private(self.path, json.dumps(record).encode())
+            write_private(self.path, json.dumps(record).encode())
         except OSError as exc:
             raise OAuthError(f"cannot save the rotated refresh token to {self.path}: "
                              f"{exc.strerror}; the bot needs a writable state folder",
@@ -261,26 +261,6 @@ class RefreshTokenStore:
 
 def _fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
 
 
 # -- logins ---------------------------------------------------------------------------------
